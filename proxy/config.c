@@ -1,0 +1,593 @@
+/* config: the only user of libconfig; parses and validates a file into an immutable struct, reporting errors as "file:line: message". */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "names.h"
+#include "util.h"
+
+struct parse {
+	struct config *cfg;
+	const char *dir; /* directory of the main file, for relative paths */
+	char *err;
+	size_t errlen;
+	bool failed;
+};
+
+static const char *const top_keys[] = {"log_level", "listeners", "regions", "tenants", "limits", NULL};
+static const char *const listener_keys[] = {"address", "port", "tls", "hostname", "default_tenant",
+					    "allow_plaintext_auth", NULL};
+static const char *const region_keys[] = {"name", "host", "port", "tls", "verify_name", "ca_file",
+					  "ehlo_name", "connect_timeout", "scrub", NULL};
+static const char *const tenant_keys[] = {"name", "hostnames", "cert", "key", "region",
+					  "require_tls", "skip_verification", NULL};
+static const char *const limits_keys[] = {"max_message_size", "command_timeout", "relay_timeout",
+					  "tls_timeout", NULL};
+
+/* Records the first error only: later ones are usually consequences of it. */
+static bool fail(struct parse *p, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (p->failed)
+		return false;
+	p->failed = true;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	const char *file = s ? config_setting_source_file(s) : NULL;
+	int line = s ? (int)config_setting_source_line(s) : 0;
+	snprintf(p->err, p->errlen, "%s:%d: %s", file ? file : p->cfg->path, line, msg);
+	return false;
+}
+
+const char *config_tls_mode_name(enum tls_mode mode)
+{
+	return mode == TLS_MODE_IMPLICIT ? "implicit" : "starttls";
+}
+
+static bool check_keys(struct parse *p, const config_setting_t *group, const char *const *allowed,
+		       const char *what)
+{
+	if (!config_setting_is_group(group))
+		return fail(p, group, "%s must be a group { ... }", what);
+	for (int i = 0; i < config_setting_length(group); i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(s);
+		size_t k = 0;
+		while (allowed[k] && strcmp(allowed[k], name) != 0)
+			k++;
+		if (!allowed[k])
+			return fail(p, s, "unknown key '%s' in %s", name, what);
+	}
+	return true;
+}
+
+static bool get_string(struct parse *p, const config_setting_t *g, const char *key, const char *def,
+		       char **out)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+
+	if (!s) {
+		if (!def)
+			return fail(p, g, "missing required key '%s'", key);
+		*out = xstrdup(def);
+		return true;
+	}
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail(p, s, "'%s' must be a string", key);
+	const char *v = config_setting_get_string(s);
+	if (v[0] == '\0')
+		return fail(p, s, "'%s' must not be empty", key);
+	*out = xstrdup(v);
+	return true;
+}
+
+static bool get_int(struct parse *p, const config_setting_t *g, const char *key, long long def,
+		    long long min, long long max, long long *out)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+
+	if (!s) {
+		if (def < 0)
+			return fail(p, g, "missing required key '%s'", key);
+		*out = def;
+		return true;
+	}
+	int t = config_setting_type(s);
+	if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+		return fail(p, s, "'%s' must be an integer", key);
+	long long v = config_setting_get_int64(s);
+	if (v < min || v > max)
+		return fail(p, s, "'%s' must be between %lld and %lld", key, min, max);
+	*out = v;
+	return true;
+}
+
+static bool get_bool(struct parse *p, const config_setting_t *g, const char *key, bool def, bool *out)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+
+	*out = def;
+	if (!s)
+		return true;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return fail(p, s, "'%s' must be true or false", key);
+	*out = config_setting_get_bool(s);
+	return true;
+}
+
+static bool get_tls_mode(struct parse *p, const config_setting_t *g, enum tls_mode *out)
+{
+	char *v = NULL;
+
+	if (!get_string(p, g, "tls", "starttls", &v))
+		return false;
+	bool ok = true;
+	if (strcmp(v, "starttls") == 0)
+		*out = TLS_MODE_STARTTLS;
+	else if (strcmp(v, "implicit") == 0)
+		*out = TLS_MODE_IMPLICIT;
+	else
+		ok = fail(p, config_setting_get_member(g, "tls"), "'tls' must be \"starttls\" or \"implicit\"");
+	free(v);
+	return ok;
+}
+
+static bool get_seconds(struct parse *p, const config_setting_t *g, const char *key, long long def,
+			unsigned *out_ms)
+{
+	long long v;
+
+	if (!get_int(p, g, key, def, 1, 86400, &v))
+		return false;
+	*out_ms = (unsigned)(v * 1000);
+	return true;
+}
+
+/* Reads an array or list of strings; a missing key gives an empty list unless required. */
+static void free_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+/* On failure nothing stays allocated in *out. */
+static bool get_string_list(struct parse *p, const config_setting_t *g, const char *key, bool required,
+			    char ***out, size_t *n)
+{
+	const config_setting_t *s = config_setting_get_member(g, key);
+
+	*out = NULL;
+	*n = 0;
+	if (!s)
+		return required ? fail(p, g, "missing required key '%s'", key) : true;
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return fail(p, s, "'%s' must be a list of strings [ \"...\" ]", key);
+	int len = config_setting_length(s);
+	if (required && len == 0)
+		return fail(p, s, "'%s' must not be empty", key);
+	*out = xcalloc((size_t)len + 1, sizeof(char *));
+	for (int i = 0; i < len; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (config_setting_type(e) != CONFIG_TYPE_STRING || !config_setting_get_string(e)[0]) {
+			free_list(*out, *n);
+			*out = NULL;
+			*n = 0;
+			return fail(p, s, "'%s' must hold non-empty strings", key);
+		}
+		(*out)[(*n)++] = xstrdup(config_setting_get_string(e));
+	}
+	return true;
+}
+
+static char *resolve_path(struct parse *p, const char *path)
+{
+	if (path[0] == '/')
+		return xstrdup(path);
+	return xasprintf("%s/%s", p->dir, path);
+}
+
+static bool get_path(struct parse *p, const config_setting_t *g, const char *key, const char *def,
+		     char **out)
+{
+	char *raw = NULL;
+
+	if (!get_string(p, g, key, def, &raw))
+		return false;
+	*out = resolve_path(p, raw);
+	free(raw);
+	return true;
+}
+
+static const config_setting_t *get_group_list(struct parse *p, const config_t *lc, const char *key)
+{
+	const config_setting_t *s = config_lookup(lc, key);
+
+	if (!s)
+		return NULL;
+	if (!config_setting_is_list(s)) {
+		fail(p, s, "'%s' must be a list of groups ( { ... }, ... )", key);
+		return NULL;
+	}
+	return s;
+}
+
+static bool is_ip_literal(const char *s)
+{
+	unsigned char buf[16];
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static void region_free(struct region_cfg *r)
+{
+	free(r->name);
+	free(r->host);
+	free(r->verify_name);
+	free(r->sni);
+	free(r->ca_file);
+	free(r->ehlo_name);
+	free(r->src_file);
+	free_list(r->scrub, r->nscrub);
+}
+
+static struct region_cfg *find_region(struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nregions; i++) {
+		if (strcmp(cfg->regions[i].name, name) == 0)
+			return &cfg->regions[i];
+	}
+	return NULL;
+}
+
+static struct tenant_cfg *find_tenant(struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->ntenants; i++) {
+		if (strcmp(cfg->tenants[i].name, name) == 0)
+			return &cfg->tenants[i];
+	}
+	return NULL;
+}
+
+static void add_scrub_word(struct region_cfg *r, const char *word)
+{
+	r->scrub = xrealloc(r->scrub, (r->nscrub + 2) * sizeof(char *));
+	r->scrub[r->nscrub++] = xstrdup(word);
+	r->scrub[r->nscrub] = NULL;
+}
+
+/* Fills in what the built-in regions default to when the file does not say otherwise. */
+static const char *builtin_host(const char *name)
+{
+	if (strcmp(name, "us") == 0)
+		return "smtp.mailgun.org";
+	if (strcmp(name, "eu") == 0)
+		return "smtp.eu.mailgun.org";
+	return NULL;
+}
+
+static bool parse_region_names(struct parse *p, const config_setting_t *g, struct region_cfg *r)
+{
+	const char *bhost = builtin_host(r->name);
+
+	if (!get_string(p, g, "host", bhost, &r->host) ||
+	    !get_string(p, g, "verify_name", r->host, &r->verify_name) ||
+	    !get_path(p, g, "ca_file", CONFIG_DEFAULT_CA_FILE, &r->ca_file) ||
+	    !get_string(p, g, "ehlo_name", "livery.localdomain", &r->ehlo_name))
+		return false;
+	char norm[NAME_MAX_LEN + 1];
+	if (!name_normalize(r->verify_name, strlen(r->verify_name), norm, false))
+		return fail(p, config_setting_get_member(g, "verify_name") ?: g,
+			    "'verify_name' is not a valid host name: %s", r->verify_name);
+	r->sni = xstrdup(is_ip_literal(r->host) ? r->verify_name : r->host);
+	return true;
+}
+
+static bool parse_region(struct parse *p, const config_setting_t *g, struct region_cfg *r)
+{
+	long long port;
+	char **words;
+	size_t nwords;
+
+	const char *file = config_setting_source_file(g);
+
+	r->src_file = xstrdup(file ? file : p->cfg->path);
+	r->line = (int)config_setting_source_line(g);
+	if (!check_keys(p, g, region_keys, "region") || !get_string(p, g, "name", NULL, &r->name))
+		return false;
+	if (!parse_region_names(p, g, r) || !get_int(p, g, "port", 587, 1, 65535, &port) ||
+	    !get_tls_mode(p, g, &r->tls) ||
+	    !get_seconds(p, g, "connect_timeout", 10, &r->connect_timeout_ms))
+		return false;
+	r->port = (int)port;
+	if (!config_setting_get_member(g, "scrub") && builtin_host(r->name))
+		add_scrub_word(r, "mailgun");
+	if (!get_string_list(p, g, "scrub", false, &words, &nwords))
+		return false;
+	for (size_t i = 0; i < nwords; i++)
+		add_scrub_word(r, words[i]);
+	free_list(words, nwords);
+	add_scrub_word(r, r->host);
+	add_scrub_word(r, r->verify_name);
+	return true;
+}
+
+static void add_builtin_region(struct config *cfg, const char *name)
+{
+	if (find_region(cfg, name))
+		return;
+	struct region_cfg *r = &cfg->regions[cfg->nregions++];
+	memset(r, 0, sizeof(*r));
+	r->name = xstrdup(name);
+	r->src_file = xstrdup(cfg->path);
+	r->host = xstrdup(builtin_host(name));
+	r->verify_name = xstrdup(r->host);
+	r->sni = xstrdup(r->host);
+	r->port = 587;
+	r->tls = TLS_MODE_STARTTLS;
+	r->ca_file = xstrdup(CONFIG_DEFAULT_CA_FILE);
+	r->ehlo_name = xstrdup("livery.localdomain");
+	r->connect_timeout_ms = 10000;
+	add_scrub_word(r, "mailgun");
+	add_scrub_word(r, r->host);
+}
+
+static bool parse_regions(struct parse *p, const config_t *lc)
+{
+	const config_setting_t *list = get_group_list(p, lc, "regions");
+	int n = list ? config_setting_length(list) : 0;
+	struct config *cfg = p->cfg;
+
+	if (p->failed)
+		return false;
+	cfg->regions = xcalloc((size_t)n + 2, sizeof(struct region_cfg));
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+		struct region_cfg *r = &cfg->regions[cfg->nregions++];
+		if (!parse_region(p, g, r))
+			return false;
+		if (find_region(cfg, r->name) != r)
+			return fail(p, g, "region '%s' is defined twice", r->name);
+	}
+	add_builtin_region(cfg, "us");
+	add_builtin_region(cfg, "eu");
+	return true;
+}
+
+static bool parse_hostnames(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
+{
+	const config_setting_t *s = config_setting_get_member(g, "hostnames");
+
+	if (!get_string_list(p, g, "hostnames", true, &t->hostnames, &t->nhostnames))
+		return false;
+	for (size_t i = 0; i < t->nhostnames; i++) {
+		char norm[NAME_MAX_LEN + 1];
+		if (!name_normalize(t->hostnames[i], strlen(t->hostnames[i]), norm, true))
+			return fail(p, s, "'%s' is not a valid host name or wildcard", t->hostnames[i]);
+		strcpy(t->hostnames[i], norm);
+	}
+	return true;
+}
+
+/* Two tenants (or one tenant twice) must never claim the same name: SNI would be ambiguous. */
+static bool check_hostname_unique(struct parse *p, const config_setting_t *g, size_t upto)
+{
+	struct config *cfg = p->cfg;
+	const struct tenant_cfg *t = &cfg->tenants[upto];
+
+	for (size_t h = 0; h < t->nhostnames; h++) {
+		for (size_t i = 0; i <= upto; i++) {
+			const struct tenant_cfg *o = &cfg->tenants[i];
+			size_t end = i == upto ? h : o->nhostnames;
+			for (size_t k = 0; k < end; k++) {
+				if (strcmp(o->hostnames[k], t->hostnames[h]) == 0)
+					return fail(p, config_setting_get_member(g, "hostnames"),
+						    "host name '%s' is already claimed by tenant '%s'",
+						    t->hostnames[h], o->name);
+			}
+		}
+	}
+	return true;
+}
+
+static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
+{
+	char *region = NULL;
+
+	if (!check_keys(p, g, tenant_keys, "tenant") || !get_string(p, g, "name", NULL, &t->name) ||
+	    !parse_hostnames(p, g, t) || !get_path(p, g, "cert", NULL, &t->cert) ||
+	    !get_path(p, g, "key", NULL, &t->key) || !get_string(p, g, "region", NULL, &region))
+		return false;
+	t->region = find_region(p->cfg, region);
+	free(region);
+	if (!t->region)
+		return fail(p, config_setting_get_member(g, "region"), "tenant '%s' names unknown region '%s'",
+			    t->name, config_setting_get_string(config_setting_get_member(g, "region")));
+	const config_setting_t *cert = config_setting_get_member(g, "cert");
+	const char *file = config_setting_source_file(cert);
+	t->src_file = xstrdup(file ? file : p->cfg->path);
+	t->cert_line = (int)config_setting_source_line(cert);
+	return get_bool(p, g, "require_tls", true, &t->require_tls) &&
+	       get_bool(p, g, "skip_verification", false, &t->skip_verification);
+}
+
+static bool parse_tenants(struct parse *p, const config_t *lc)
+{
+	const config_setting_t *list = get_group_list(p, lc, "tenants");
+	struct config *cfg = p->cfg;
+
+	if (p->failed)
+		return false;
+	if (!list || config_setting_length(list) == 0)
+		return fail(p, list, "at least one tenant is required in 'tenants'");
+	int n = config_setting_length(list);
+	cfg->tenants = xcalloc((size_t)n, sizeof(struct tenant_cfg));
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+		struct tenant_cfg *t = &cfg->tenants[cfg->ntenants++];
+		if (!parse_tenant(p, g, t))
+			return false;
+		if (find_tenant(cfg, t->name) != t)
+			return fail(p, g, "tenant '%s' is defined twice", t->name);
+		if (!check_hostname_unique(p, g, cfg->ntenants - 1))
+			return false;
+	}
+	return true;
+}
+
+static bool parse_listener(struct parse *p, const config_setting_t *g, struct listener_cfg *l)
+{
+	long long port;
+	char *tenant = NULL;
+	char norm[NAME_MAX_LEN + 1];
+
+	if (!check_keys(p, g, listener_keys, "listener") || !get_string(p, g, "address", NULL, &l->address) ||
+	    !get_int(p, g, "port", -1, 1, 65535, &port) || !get_tls_mode(p, g, &l->tls) ||
+	    !get_string(p, g, "hostname", NULL, &l->hostname) ||
+	    !get_string(p, g, "default_tenant", NULL, &tenant) ||
+	    !get_bool(p, g, "allow_plaintext_auth", false, &l->allow_plaintext_auth))
+		goto out;
+	l->port = (int)port;
+	if (!is_ip_literal(l->address))
+		fail(p, config_setting_get_member(g, "address"), "'address' must be an IPv4 or IPv6 literal");
+	else if (!name_normalize(l->hostname, strlen(l->hostname), norm, false))
+		fail(p, config_setting_get_member(g, "hostname"), "'hostname' is not a valid host name");
+	else if (!(l->default_tenant = find_tenant(p->cfg, tenant)))
+		fail(p, config_setting_get_member(g, "default_tenant"), "unknown tenant '%s'", tenant);
+out:
+	free(tenant);
+	return !p->failed;
+}
+
+static bool parse_listeners(struct parse *p, const config_t *lc)
+{
+	const config_setting_t *list = get_group_list(p, lc, "listeners");
+	struct config *cfg = p->cfg;
+
+	if (p->failed)
+		return false;
+	if (!list || config_setting_length(list) == 0)
+		return fail(p, list, "at least one listener is required in 'listeners'");
+	int n = config_setting_length(list);
+	cfg->listeners = xcalloc((size_t)n, sizeof(struct listener_cfg));
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+		struct listener_cfg *l = &cfg->listeners[cfg->nlisteners++];
+		if (!parse_listener(p, g, l))
+			return false;
+		for (size_t k = 0; k + 1 < cfg->nlisteners; k++) {
+			if (cfg->listeners[k].port == l->port && strcmp(cfg->listeners[k].address, l->address) == 0)
+				return fail(p, g, "listener %s port %d is defined twice", l->address, l->port);
+		}
+	}
+	return true;
+}
+
+static bool parse_limits(struct parse *p, const config_t *lc)
+{
+	const config_setting_t *g = config_lookup(lc, "limits");
+	struct limits_cfg *l = &p->cfg->limits;
+	long long size;
+
+	l->max_message_size = 52428800;
+	l->command_timeout_ms = 300000;
+	l->relay_timeout_ms = 600000;
+	l->tls_timeout_ms = 30000;
+	if (!g)
+		return true;
+	if (!check_keys(p, g, limits_keys, "limits") ||
+	    !get_int(p, g, "max_message_size", 52428800, 1024, (long long)1 << 40, &size) ||
+	    !get_seconds(p, g, "command_timeout", 300, &l->command_timeout_ms) ||
+	    !get_seconds(p, g, "relay_timeout", 600, &l->relay_timeout_ms) ||
+	    !get_seconds(p, g, "tls_timeout", 30, &l->tls_timeout_ms))
+		return false;
+	l->max_message_size = (uint64_t)size;
+	return true;
+}
+
+static bool parse_top(struct parse *p, const config_t *lc)
+{
+	const config_setting_t *root = config_root_setting(lc);
+	char *level = NULL;
+
+	if (!check_keys(p, root, top_keys, "the top level") ||
+	    !get_string(p, root, "log_level", "info", &level))
+		return false;
+	bool ok = log_level_parse(level, &p->cfg->log_level);
+	free(level);
+	if (!ok)
+		return fail(p, config_setting_get_member(root, "log_level"),
+			    "'log_level' must be \"error\", \"warn\", \"info\" or \"debug\"");
+	return parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) &&
+	       parse_listeners(p, lc);
+}
+
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return xstrdup(".");
+	return slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path));
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	config_t lc;
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	char *dir = dir_of(path);
+	struct parse p = {.cfg = cfg, .dir = dir, .err = err, .errlen = errlen};
+
+	cfg->path = xstrdup(path);
+	config_init(&lc);
+	config_set_include_dir(&lc, dir);
+	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+		const char *file = config_error_file(&lc);
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			snprintf(err, errlen, "%s:0: cannot read file", file ? file : path);
+		else
+			snprintf(err, errlen, "%s:%d: %s", file ? file : path, config_error_line(&lc),
+				 config_error_text(&lc));
+		p.failed = true;
+	} else {
+		parse_top(&p, &lc);
+	}
+	config_destroy(&lc);
+	free(dir);
+	if (p.failed) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		free(cfg->listeners[i].address);
+		free(cfg->listeners[i].hostname);
+	}
+	for (size_t i = 0; i < cfg->ntenants; i++) {
+		struct tenant_cfg *t = &cfg->tenants[i];
+		free_list(t->hostnames, t->nhostnames);
+		free(t->name);
+		free(t->cert);
+		free(t->key);
+		free(t->src_file);
+	}
+	for (size_t i = 0; i < cfg->nregions; i++)
+		region_free(&cfg->regions[i]);
+	free(cfg->listeners);
+	free(cfg->tenants);
+	free(cfg->regions);
+	free(cfg->path);
+	free(cfg);
+}

@@ -1,0 +1,76 @@
+/* config: the only user of libconfig; parses and validates a file into an immutable struct, reporting errors as "file:line: message". */
+#ifndef LIVERY_CONFIG_H
+#define LIVERY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+enum tls_mode { TLS_MODE_STARTTLS, TLS_MODE_IMPLICIT };
+
+struct region_cfg {
+	char *name;
+	char *host;
+	int port;
+	enum tls_mode tls;
+	char *verify_name; /* what the relay's certificate must match */
+	char *sni;         /* host when it is a name, else verify_name */
+	char *ca_file;
+	char *ehlo_name;
+	unsigned connect_timeout_ms;
+	char **scrub; /* configured words plus host and verify_name */
+	size_t nscrub;
+	char *src_file; /* where the region is defined (the main file for built-ins) */
+	int line;
+};
+
+struct tenant_cfg {
+	char *name;
+	char **hostnames; /* normalised: lower case, no trailing dot */
+	size_t nhostnames;
+	char *cert, *key; /* absolute paths */
+	struct region_cfg *region;
+	bool require_tls;
+	bool skip_verification;
+	char *src_file; /* where cert is set, for errors found when loading it */
+	int cert_line;
+};
+
+struct listener_cfg {
+	char *address;
+	int port;
+	enum tls_mode tls;
+	char *hostname;
+	struct tenant_cfg *default_tenant;
+	bool allow_plaintext_auth;
+};
+
+struct limits_cfg {
+	uint64_t max_message_size;
+	unsigned command_timeout_ms;
+	unsigned relay_timeout_ms;
+	unsigned tls_timeout_ms;
+};
+
+struct config {
+	char *path;
+	enum log_level log_level;
+	struct listener_cfg *listeners;
+	size_t nlisteners;
+	struct region_cfg *regions;
+	size_t nregions;
+	struct tenant_cfg *tenants;
+	size_t ntenants;
+	struct limits_cfg limits;
+};
+
+/* Returns NULL and writes "file:line: message" into err on any error. */
+struct config *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct config *cfg);
+const char *config_tls_mode_name(enum tls_mode mode);
+
+#endif

@@ -1,0 +1,27 @@
+/* server: what one event loop's sessions share (config, certificates, the session list, drain state); plain data, owned by listener.c. */
+#ifndef LIVERY_SERVER_H
+#define LIVERY_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "certstore.h"
+#include "config.h"
+
+struct session;
+
+struct server {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	const struct certstore *certs;
+	struct session *sessions; /* doubly linked through session->next/prev */
+	size_t nsessions;
+	uint64_t next_id;
+	bool draining;
+	/* Called when draining and the last session has ended. */
+	void (*on_drained)(struct server *srv);
+};
+
+#endif

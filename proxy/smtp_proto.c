@@ -1,0 +1,376 @@
+/* smtp_proto: the pure SMTP grammar (commands, replies, EHLO keywords, DATA end scanning, reply scrubbing); no I/O, no logging. */
+#include "smtp_proto.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util.h"
+
+static const char *const verb_names[SMTP_VERB_COUNT] = {
+	[SMTP_UNKNOWN] = "UNKNOWN", [SMTP_HELO] = "HELO", [SMTP_EHLO] = "EHLO",
+	[SMTP_STARTTLS] = "STARTTLS", [SMTP_AUTH] = "AUTH", [SMTP_MAIL] = "MAIL",
+	[SMTP_RCPT] = "RCPT", [SMTP_DATA] = "DATA", [SMTP_BDAT] = "BDAT",
+	[SMTP_RSET] = "RSET", [SMTP_NOOP] = "NOOP", [SMTP_QUIT] = "QUIT",
+	[SMTP_VRFY] = "VRFY", [SMTP_EXPN] = "EXPN", [SMTP_HELP] = "HELP",
+};
+
+const char *smtp_verb_name(enum smtp_verb verb)
+{
+	return verb < SMTP_VERB_COUNT ? verb_names[verb] : "UNKNOWN";
+}
+
+size_t smtp_line_strip(const char *line, size_t len)
+{
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	return len;
+}
+
+/* "MAIL FROM:" and "RCPT TO:" keep their keyword in the argument; the verb is the first word. */
+enum smtp_parse_result smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
+{
+	size_t i = 0, vlen;
+
+	memset(out, 0, sizeof(*out));
+	if (memchr(line, '\0', len) != NULL)
+		return SMTP_PARSE_NUL;
+	while (len > 0 && line[len - 1] == ' ')
+		len--;
+	if (len == 0)
+		return SMTP_PARSE_EMPTY;
+	while (i < len && line[i] != ' ')
+		i++;
+	vlen = i;
+	while (i < len && line[i] == ' ')
+		i++;
+	out->arg = line + i;
+	out->arg_len = len - i;
+	out->verb = SMTP_UNKNOWN;
+	for (int v = SMTP_HELO; v < SMTP_VERB_COUNT; v++) {
+		if (strlen(verb_names[v]) == vlen && strncasecmp(line, verb_names[v], vlen) == 0) {
+			out->verb = (enum smtp_verb)v;
+			break;
+		}
+	}
+	return SMTP_PARSE_OK;
+}
+
+void smtp_reply_init(struct smtp_reply *r) { memset(r, 0, sizeof(*r)); }
+
+void smtp_reply_clear(struct smtp_reply *r)
+{
+	for (size_t i = 0; i < r->nlines; i++)
+		free(r->lines[i]);
+	smtp_reply_init(r);
+}
+
+static int parse_code(const char *line, size_t len)
+{
+	if (len < 3 || !isdigit((unsigned char)line[0]) || !isdigit((unsigned char)line[1]) ||
+	    !isdigit((unsigned char)line[2]))
+		return -1;
+	if (line[0] < '2' || line[0] > '5')
+		return -1;
+	return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+}
+
+enum smtp_reply_status smtp_reply_feed(struct smtp_reply *r, const char *line, size_t len)
+{
+	int code = parse_code(line, len);
+	bool last;
+
+	if (code < 0 || memchr(line, '\0', len) != NULL)
+		return SMTP_REPLY_BAD;
+	if (len == 3 || line[3] == ' ')
+		last = true;
+	else if (line[3] == '-')
+		last = false;
+	else
+		return SMTP_REPLY_BAD;
+	if ((r->nlines > 0 && code != r->code) || r->nlines == SMTP_REPLY_MAX_LINES)
+		return SMTP_REPLY_BAD;
+	r->code = code;
+	r->lines[r->nlines++] = len > 4 ? xstrndup(line + 4, len - 4) : xstrdup("");
+	return last ? SMTP_REPLY_DONE : SMTP_REPLY_MORE;
+}
+
+size_t smtp_enhanced_code_len(const char *t)
+{
+	size_t i = 0;
+
+	if (t[0] < '2' || t[0] > '5' || t[1] != '.')
+		return 0;
+	i = 2;
+	for (int part = 0; part < 2; part++) {
+		size_t start = i;
+		while (isdigit((unsigned char)t[i]) && i - start < 3)
+			i++;
+		if (i == start)
+			return 0;
+		if (part == 0) {
+			if (t[i] != '.')
+				return 0;
+			i++;
+		}
+	}
+	if (t[i] == ' ')
+		return i + 1;
+	return t[i] == '\0' ? i : 0;
+}
+
+void smtp_reply_append(struct iobuf *out, int code, const char *const *lines, size_t nlines)
+{
+	char head[8];
+
+	for (size_t i = 0; i < nlines; i++) {
+		snprintf(head, sizeof(head), "%03d%c", code, i + 1 == nlines ? ' ' : '-');
+		iobuf_append(out, head, 4);
+		iobuf_append(out, lines[i], strlen(lines[i]));
+		iobuf_append(out, "\r\n", 2);
+	}
+}
+
+void smtp_reply_appendf(struct iobuf *out, int code, const char *fmt, ...)
+{
+	char text[1024];
+	const char *lines[1] = {text};
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	smtp_reply_append(out, code, lines, 1);
+}
+
+static bool word_is(const char *s, size_t len, const char *word)
+{
+	return strlen(word) == len && strncasecmp(s, word, len) == 0;
+}
+
+/* Parses the parameters of an AUTH keyword line ("AUTH PLAIN LOGIN"). */
+static void caps_auth(struct smtp_caps *caps, const char *p)
+{
+	while (*p) {
+		size_t n = strcspn(p, " ");
+		caps->auth_plain |= word_is(p, n, "PLAIN");
+		caps->auth_login |= word_is(p, n, "LOGIN");
+		p += n;
+		p += strspn(p, " ");
+	}
+}
+
+static void caps_line(struct smtp_caps *caps, const char *line)
+{
+	size_t n = strcspn(line, " =");
+	const char *param = line + n + strspn(line + n, " =");
+
+	if (word_is(line, n, "STARTTLS"))
+		caps->starttls = true;
+	else if (word_is(line, n, "PIPELINING"))
+		caps->pipelining = true;
+	else if (word_is(line, n, "8BITMIME"))
+		caps->eightbitmime = true;
+	else if (word_is(line, n, "SMTPUTF8"))
+		caps->smtputf8 = true;
+	else if (word_is(line, n, "CHUNKING"))
+		caps->chunking = true;
+	else if (word_is(line, n, "ENHANCEDSTATUSCODES"))
+		caps->enhanced = true;
+	else if (word_is(line, n, "AUTH"))
+		caps_auth(caps, param);
+	else if (word_is(line, n, "SIZE")) {
+		caps->has_size = true;
+		caps->size = isdigit((unsigned char)*param) ? strtoull(param, NULL, 10) : 0;
+	}
+}
+
+void smtp_caps_parse(const struct smtp_reply *ehlo, struct smtp_caps *caps)
+{
+	memset(caps, 0, sizeof(*caps));
+	if (ehlo->code != 250)
+		return;
+	/* The first line is the server's greeting, not a keyword. */
+	for (size_t i = 1; i < ehlo->nlines; i++)
+		caps_line(caps, ehlo->lines[i]);
+}
+
+bool smtp_auth_parse(const char *arg, size_t len, struct smtp_auth_arg *out)
+{
+	size_t i = 0;
+
+	memset(out, 0, sizeof(*out));
+	while (i < len && arg[i] != ' ')
+		i++;
+	if (i == 0)
+		return false;
+	out->mech = arg;
+	out->mech_len = i;
+	while (i < len && arg[i] == ' ')
+		i++;
+	if (i < len) {
+		out->initial = arg + i;
+		out->initial_len = len - i;
+		if (memchr(out->initial, ' ', out->initial_len) != NULL)
+			return false;
+	}
+	return true;
+}
+
+bool smtp_auth_is(const struct smtp_auth_arg *a, const char *mech)
+{
+	return word_is(a->mech, a->mech_len, mech);
+}
+
+static bool parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 19)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+bool smtp_mail_size_param(const char *arg, size_t len, uint64_t *size)
+{
+	size_t i = 0;
+
+	/* Parameters follow the reverse-path, separated by spaces. */
+	while (i < len && arg[i] != ' ')
+		i++;
+	while (i < len) {
+		while (i < len && arg[i] == ' ')
+			i++;
+		size_t start = i;
+		while (i < len && arg[i] != ' ')
+			i++;
+		if (i - start > 5 && strncasecmp(arg + start, "SIZE=", 5) == 0)
+			return parse_u64(arg + start + 5, i - start - 5, size);
+	}
+	return false;
+}
+
+bool smtp_bdat_parse(const char *arg, size_t len, uint64_t *size, bool *last)
+{
+	size_t i = 0;
+
+	while (i < len && arg[i] != ' ')
+		i++;
+	if (!parse_u64(arg, i, size))
+		return false;
+	while (i < len && arg[i] == ' ')
+		i++;
+	*last = false;
+	if (i == len)
+		return true;
+	if (!word_is(arg + i, len - i, "LAST"))
+		return false;
+	*last = true;
+	return true;
+}
+
+enum { DS_LINE_START, DS_MID, DS_CR, DS_DOT, DS_DOT_CR };
+
+void smtp_data_scan_init(struct smtp_data_scan *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->state = DS_LINE_START;
+}
+
+/* One byte in the middle of a line: only CRLF ends it; lone CR or LF are noted. */
+static int scan_mid(struct smtp_data_scan *s, char c)
+{
+	if (c == '\r')
+		return DS_CR;
+	if (c == '\n')
+		s->bare_lf = true;
+	return DS_MID;
+}
+
+size_t smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, bool *done)
+{
+	*done = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+		switch (s->state) {
+		case DS_LINE_START:
+			s->state = c == '.' ? DS_DOT : scan_mid(s, c);
+			break;
+		case DS_MID:
+			s->state = scan_mid(s, c);
+			break;
+		case DS_CR:
+			if (c == '\n') {
+				s->state = DS_LINE_START;
+			} else {
+				s->bare_cr = true;
+				s->state = scan_mid(s, c);
+			}
+			break;
+		case DS_DOT:
+			s->state = c == '\r' ? DS_DOT_CR : scan_mid(s, c);
+			break;
+		case DS_DOT_CR:
+			if (c == '\n') {
+				s->bytes += i + 1;
+				*done = true;
+				return i + 1;
+			}
+			s->bare_cr = true;
+			s->state = scan_mid(s, c);
+			break;
+		}
+	}
+	s->bytes += len;
+	return len;
+}
+
+static bool contains_ci(const char *hay, size_t hlen, const char *needle)
+{
+	size_t nlen = strlen(needle);
+
+	if (nlen == 0 || nlen > hlen)
+		return false;
+	for (size_t i = 0; i + nlen <= hlen; i++) {
+		if (strncasecmp(hay + i, needle, nlen) == 0)
+			return true;
+	}
+	return false;
+}
+
+char *smtp_scrub(const char *text, const char *const *words, size_t nwords, const char *replacement)
+{
+	struct iobuf out;
+	const char *p = text;
+
+	iobuf_init(&out);
+	while (*p) {
+		size_t sp = strspn(p, " ");
+		iobuf_append(&out, p, sp);
+		p += sp;
+		size_t wl = strcspn(p, " ");
+		bool hit = false;
+		for (size_t i = 0; i < nwords && !hit; i++)
+			hit = contains_ci(p, wl, words[i]);
+		if (hit)
+			iobuf_append(&out, replacement, strlen(replacement));
+		else
+			iobuf_append(&out, p, wl);
+		p += wl;
+	}
+	iobuf_append(&out, "", 1);
+	char *s = xstrdup(iobuf_peek(&out));
+	iobuf_free(&out);
+	return s;
+}

@@ -1,0 +1,403 @@
+/* stream: the one connection abstraction both legs use (TCP plus optional TLS, byte events, one write queue, a timer, backpressure, close); no SMTP semantics. */
+#include "stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "iobuf.h"
+#include "log.h"
+#include "util.h"
+
+/* A ClientHello larger than this is not one we want to buffer before choosing a context. */
+#define PEEK_MAX (16384 + 5)
+/* How long a closing stream may wait for its queued writes before it is cut. */
+#define CLOSE_FLUSH_MS 5000
+
+enum tls_state { TS_NONE, TS_PEEK, TS_HANDSHAKE, TS_UP, TS_FAILED };
+
+struct stream {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_connect_t connect_req;
+	const struct stream_ops *ops;
+	void *owner;
+	int pending_closes;
+	bool closing, close_when_flushed, reading, paused, errored, above_high;
+	enum tls_state tls_state;
+	struct tls_conn *tls;
+	struct iobuf cin;  /* ciphertext received, not yet consumed by wolfSSL */
+	struct iobuf cout; /* bytes to send, flushed as one write after each operation */
+	size_t queued;     /* bytes handed to uv_write and not yet completed */
+	char sni[256];
+};
+
+struct write_req {
+	uv_write_t req;
+	struct stream *s;
+	size_t len;
+	char data[];
+};
+
+static _Thread_local char read_buf[65536];
+
+static void tls_pump(struct stream *s);
+static void do_close(struct stream *s);
+
+struct stream *stream_new(uv_loop_t *loop, const struct stream_ops *ops, void *owner)
+{
+	struct stream *s = xcalloc(1, sizeof(*s));
+
+	s->ops = ops;
+	s->owner = owner;
+	uv_tcp_init(loop, &s->tcp);
+	uv_timer_init(loop, &s->timer);
+	iobuf_init(&s->cin);
+	iobuf_init(&s->cout);
+	return s;
+}
+
+static void emit_error(struct stream *s, int status)
+{
+	if (s->closing || s->errored)
+		return;
+	s->errored = true;
+	uv_read_stop((uv_stream_t *)&s->tcp);
+	s->ops->on_error(s->owner, status);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct write_req *w = container_of(req, struct write_req, req);
+	struct stream *s = w->s;
+
+	s->queued -= w->len;
+	free(w);
+	if (status < 0 && status != UV_ECANCELED)
+		emit_error(s, status);
+	if (s->closing) {
+		if (s->close_when_flushed && s->queued == 0)
+			do_close(s);
+		return;
+	}
+	if (s->above_high && s->queued < STREAM_WRITE_LOW) {
+		s->above_high = false;
+		if (s->ops->on_drain)
+			s->ops->on_drain(s->owner);
+	}
+}
+
+/* Hands everything in cout to libuv as one write; the request owns its copy until on_write. */
+static void flush_out(struct stream *s)
+{
+	size_t n = iobuf_avail(&s->cout);
+
+	if (n == 0 || uv_is_closing((uv_handle_t *)&s->tcp))
+		return;
+	struct write_req *w = xmalloc(sizeof(*w) + n);
+	w->s = s;
+	w->len = n;
+	memcpy(w->data, iobuf_peek(&s->cout), n);
+	iobuf_clear(&s->cout);
+	uv_buf_t buf = uv_buf_init(w->data, (unsigned)n);
+	int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &buf, 1, on_write);
+	if (rc < 0) {
+		free(w);
+		emit_error(s, rc);
+		return;
+	}
+	s->queued += n;
+	if (s->queued > STREAM_WRITE_HIGH)
+		s->above_high = true;
+}
+
+static void tls_send(void *arg, const char *buf, size_t len)
+{
+	struct stream *s = arg;
+	iobuf_append(&s->cout, buf, len);
+}
+
+void stream_write(struct stream *s, const char *buf, size_t len)
+{
+	if (s->closing || s->errored || len == 0)
+		return;
+	if (s->tls_state == TS_UP) {
+		if (tls_conn_write(s->tls, buf, len) != TLS_OK) {
+			flush_out(s);
+			emit_error(s, UV_EPROTO);
+			return;
+		}
+	} else {
+		iobuf_append(&s->cout, buf, len);
+	}
+	flush_out(s);
+}
+
+bool stream_write_blocked(const struct stream *s) { return s->above_high; }
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)h;
+	(void)suggested;
+	*buf = uv_buf_init(read_buf, sizeof(read_buf));
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
+{
+	struct stream *s = container_of((uv_tcp_t *)h, struct stream, tcp);
+
+	if (s->closing || nread == 0)
+		return;
+	if (nread < 0) {
+		if (s->tls)
+			tls_conn_set_eof(s->tls);
+		if (s->tls_state == TS_HANDSHAKE)
+			tls_pump(s);
+		emit_error(s, (int)nread);
+		return;
+	}
+	if (s->tls_state == TS_NONE) {
+		s->ops->on_data(s->owner, buf->base, (size_t)nread);
+		return;
+	}
+	iobuf_append(&s->cin, buf->base, (size_t)nread);
+	tls_pump(s);
+}
+
+static void start_reading(struct stream *s)
+{
+	if (s->reading || s->paused || s->closing || s->errored)
+		return;
+	if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+		s->reading = true;
+}
+
+void stream_pause(struct stream *s)
+{
+	s->paused = true;
+	if (s->reading)
+		uv_read_stop((uv_stream_t *)&s->tcp);
+	s->reading = false;
+}
+
+void stream_resume(struct stream *s)
+{
+	s->paused = false;
+	start_reading(s);
+}
+
+int stream_accept(struct stream *s, uv_stream_t *server)
+{
+	int rc = uv_accept(server, (uv_stream_t *)&s->tcp);
+
+	if (rc == 0) {
+		uv_tcp_nodelay(&s->tcp, 1);
+		start_reading(s);
+	}
+	return rc;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct stream *s = container_of(req, struct stream, connect_req);
+
+	if (s->closing)
+		return;
+	if (status == 0) {
+		uv_tcp_nodelay(&s->tcp, 1);
+		start_reading(s);
+	}
+	s->ops->on_connect(s->owner, status);
+}
+
+int stream_connect(struct stream *s, const struct sockaddr *addr)
+{
+	return uv_tcp_connect(&s->connect_req, &s->tcp, addr, on_connect);
+}
+
+static void tls_failed(struct stream *s)
+{
+	s->tls_state = TS_FAILED;
+	flush_out(s); /* the alert, if wolfSSL produced one */
+	uv_read_stop((uv_stream_t *)&s->tcp);
+	s->reading = false;
+	s->ops->on_tls(s->owner, -1);
+}
+
+/* Waits for the whole first record, then lets the owner pick a context by SNI. */
+static bool tls_peek(struct stream *s)
+{
+	enum tls_peek r = tls_peek_sni(iobuf_peek(&s->cin), iobuf_avail(&s->cin), s->sni, sizeof(s->sni));
+
+	if (r == TLS_PEEK_NEED_MORE && iobuf_avail(&s->cin) < PEEK_MAX)
+		return false;
+	tls_ctx *ctx = r == TLS_PEEK_DONE ? s->ops->select_ctx(s->owner, s->sni) : NULL;
+	if (s->closing)
+		return false;
+	if (ctx)
+		s->tls = tls_conn_new(ctx, &s->cin, tls_send, s);
+	if (!s->tls) {
+		tls_failed(s);
+		return false;
+	}
+	s->tls_state = TS_HANDSHAKE;
+	return true;
+}
+
+static bool tls_handshake(struct stream *s)
+{
+	enum tls_status st = tls_conn_handshake(s->tls);
+
+	flush_out(s);
+	if (st == TLS_WANT_READ)
+		return false;
+	if (st != TLS_OK) {
+		tls_failed(s);
+		return false;
+	}
+	s->tls_state = TS_UP;
+	s->ops->on_tls(s->owner, 0);
+	return !s->closing && !s->errored;
+}
+
+/* Decrypted data raises no socket event, so read until wolfSSL wants more ciphertext. */
+static void tls_read_all(struct stream *s)
+{
+	char buf[16384];
+
+	while (!s->closing && !s->errored && s->tls_state == TS_UP) {
+		size_t n;
+		enum tls_status st = tls_conn_read(s->tls, buf, sizeof(buf), &n);
+		flush_out(s);
+		if (st == TLS_OK) {
+			s->ops->on_data(s->owner, buf, n);
+		} else if (st == TLS_WANT_READ) {
+			return;
+		} else {
+			emit_error(s, st == TLS_CLOSED ? UV_EOF : UV_EPROTO);
+			return;
+		}
+	}
+}
+
+static void tls_pump(struct stream *s)
+{
+	if (s->tls_state == TS_PEEK && !tls_peek(s))
+		return;
+	if (s->tls_state == TS_HANDSHAKE && !tls_handshake(s))
+		return;
+	tls_read_all(s);
+}
+
+void stream_start_tls_server(struct stream *s)
+{
+	s->tls_state = TS_PEEK;
+	iobuf_clear(&s->cin);
+}
+
+int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, const char *verify_name)
+{
+	s->tls = tls_conn_new(ctx, &s->cin, tls_send, s);
+	if (!s->tls)
+		return -1;
+	tls_conn_set_client_names(s->tls, sni, verify_name);
+	iobuf_clear(&s->cin);
+	s->tls_state = TS_HANDSHAKE;
+	tls_handshake(s);
+	return 0;
+}
+
+bool stream_is_tls(const struct stream *s) { return s->tls_state == TS_UP; }
+
+const char *stream_sni(const struct stream *s) { return s->sni; }
+
+const char *stream_tls_version(const struct stream *s)
+{
+	return s->tls_state == TS_UP ? tls_conn_version(s->tls) : "plaintext";
+}
+
+const char *stream_tls_cipher(const struct stream *s)
+{
+	return s->tls_state == TS_UP ? tls_conn_cipher(s->tls) : "none";
+}
+
+const char *stream_tls_error(const struct stream *s)
+{
+	return s->tls ? tls_conn_error(s->tls) : "not a TLS handshake";
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct stream *s = container_of(t, struct stream, timer);
+
+	if (s->closing) {
+		do_close(s); /* the flush on close took too long */
+		return;
+	}
+	s->ops->on_timeout(s->owner);
+}
+
+void stream_set_timer(struct stream *s, unsigned ms)
+{
+	if (s->closing)
+		return;
+	if (ms == 0)
+		uv_timer_stop(&s->timer);
+	else
+		uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
+void stream_peer_name(const struct stream *s, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+
+	snprintf(buf, len, "?");
+	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sslen) != 0)
+		return;
+	if (ss.ss_family == AF_INET6)
+		uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+	else
+		uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct stream *s = h->data;
+
+	if (--s->pending_closes > 0)
+		return;
+	s->ops->on_close(s->owner);
+	tls_conn_free(s->tls);
+	iobuf_free(&s->cin);
+	iobuf_free(&s->cout);
+	free(s);
+}
+
+static void do_close(struct stream *s)
+{
+	if (uv_is_closing((uv_handle_t *)&s->tcp))
+		return;
+	s->tcp.data = s;
+	s->timer.data = s;
+	s->pending_closes = 2;
+	uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+	uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+}
+
+void stream_close(struct stream *s, bool flush)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	uv_read_stop((uv_stream_t *)&s->tcp);
+	if (flush && !s->errored && s->tls_state == TS_UP) {
+		tls_conn_shutdown(s->tls);
+		flush_out(s);
+	}
+	if (flush && !s->errored && s->queued > 0) {
+		s->close_when_flushed = true;
+		uv_timer_start(&s->timer, on_timer, CLOSE_FLUSH_MS, 0);
+		return;
+	}
+	do_close(s);
+}

@@ -1,0 +1,49 @@
+/* tls: wolfSSL glue (contexts, memory-buffer I/O callbacks, a step API returning OK/WANT_READ/CLOSED/ERR); knows nothing of libuv or SMTP. */
+#ifndef LIVERY_TLS_H
+#define LIVERY_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "iobuf.h"
+
+typedef struct WOLFSSL_CTX tls_ctx;
+struct tls_conn;
+
+enum tls_status { TLS_OK, TLS_WANT_READ, TLS_CLOSED, TLS_ERR };
+
+/* Receives ciphertext that wolfSSL wants sent; must accept all of it. */
+typedef void (*tls_send_fn)(void *arg, const char *buf, size_t len);
+
+void tls_global_init(void);
+void tls_global_cleanup(void);
+
+/* A server context for one certificate chain + key. NULL with a message in err on failure. */
+tls_ctx *tls_server_ctx_new(const char *cert, const char *key, char *err, size_t errlen);
+/* A client context: verify=true checks the chain against ca_file (required then). */
+tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen);
+void tls_ctx_free(tls_ctx *ctx);
+
+/* The connection reads ciphertext from in (owned by the caller) and sends through send. */
+struct tls_conn *tls_conn_new(tls_ctx *ctx, struct iobuf *in, tls_send_fn send, void *arg);
+void tls_conn_free(struct tls_conn *c);
+/* Client side: the SNI to send, and the name the certificate must match (NULL: none). */
+void tls_conn_set_client_names(struct tls_conn *c, const char *sni, const char *verify_name);
+/* Tells the connection the peer closed its side: reads then fail instead of wanting more. */
+void tls_conn_set_eof(struct tls_conn *c);
+enum tls_status tls_conn_handshake(struct tls_conn *c);
+/* Reads decrypted bytes into buf; TLS_OK with *n > 0, or a status when nothing is available. */
+enum tls_status tls_conn_read(struct tls_conn *c, char *buf, size_t cap, size_t *n);
+enum tls_status tls_conn_write(struct tls_conn *c, const char *buf, size_t len);
+/* Sends close_notify (best effort). */
+void tls_conn_shutdown(struct tls_conn *c);
+/* A human-readable reason for the last failure. */
+const char *tls_conn_error(struct tls_conn *c);
+const char *tls_conn_version(struct tls_conn *c);
+const char *tls_conn_cipher(struct tls_conn *c);
+
+enum tls_peek { TLS_PEEK_NEED_MORE, TLS_PEEK_DONE, TLS_PEEK_NOT_TLS };
+/* Looks for SNI in the first TLS record of buf. On DONE, sni holds the name or "" if none. */
+enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap);
+
+#endif

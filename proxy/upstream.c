@@ -1,0 +1,420 @@
+/* upstream: the relay-facing SMTP client state machine (resolve, connect, banner, EHLO, STARTTLS, verified TLS, EHLO, then relay); never sees the client's stream or reply texts. */
+#include "upstream.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iobuf.h"
+#include "log.h"
+#include "stream.h"
+#include "util.h"
+
+enum ustate { U_RESOLVE, U_CONNECT, U_TLS, U_BANNER, U_EHLO, U_STARTTLS, U_READY, U_DEAD };
+
+struct upstream {
+	struct upstream_params p;
+	const struct region_cfg *region;
+	const struct upstream_ops *ops;
+	void *owner;
+	enum ustate state;
+	uv_getaddrinfo_t gai;
+	struct addrinfo *addrs, *next_addr;
+	struct stream *stream;
+	int live; /* pending getaddrinfo + streams not yet closed; freed at 0 when closing */
+	bool closing, tls_done;
+	unsigned awaiting; /* replies owed by the relay while relaying */
+	struct iobuf in;
+	struct smtp_reply reply;
+	struct smtp_caps caps;
+	char addr_text[64];
+	char *log_id;
+};
+
+struct state_entry {
+	const char *name;
+	void (*enter)(struct upstream *u);
+	void (*reply)(struct upstream *u, const struct smtp_reply *r);
+};
+
+static void enter_state(struct upstream *u, enum ustate next);
+static void try_next_address(struct upstream *u, const char *why);
+static const struct stream_ops stream_ops;
+
+/* Reports the failure once; the owner decides how the client hears of it. */
+static void fail(struct upstream *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct upstream *u, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	if (u->state == U_DEAD || u->closing)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	u->state = U_DEAD;
+	if (u->stream)
+		stream_set_timer(u->stream, 0);
+	u->ops->on_failed(u->owner, why);
+}
+
+static void send_line(struct upstream *u, const char *line)
+{
+	char buf[600];
+	int n = snprintf(buf, sizeof(buf), "%s\r\n", line);
+	stream_write(u->stream, buf, (size_t)n);
+}
+
+static void enter_banner(struct upstream *u) { stream_set_timer(u->stream, u->p.setup_timeout_ms); }
+
+static void enter_ehlo(struct upstream *u)
+{
+	char line[300];
+
+	snprintf(line, sizeof(line), "EHLO %s", u->region->ehlo_name);
+	send_line(u, line);
+	stream_set_timer(u->stream, u->p.setup_timeout_ms);
+}
+
+static void enter_starttls(struct upstream *u)
+{
+	send_line(u, "STARTTLS");
+	stream_set_timer(u->stream, u->p.setup_timeout_ms);
+}
+
+static void enter_tls(struct upstream *u)
+{
+	const struct tenant_cfg *t = u->p.tenant;
+
+	stream_set_timer(u->stream, u->p.setup_timeout_ms);
+	if (t->skip_verification)
+		log_warn("%s: relay %s: certificate verification is skipped for tenant '%s'", u->log_id,
+			 u->addr_text, t->name);
+	const char *verify = t->skip_verification ? NULL : u->region->verify_name;
+	if (stream_start_tls_client(u->stream, u->p.ctx, u->region->sni, verify) < 0)
+		fail(u, "cannot start TLS with relay %s", u->addr_text);
+}
+
+static void enter_ready(struct upstream *u)
+{
+	stream_set_timer(u->stream, 0);
+	log_debug("%s: relay %s ready (%s %s)", u->log_id, u->addr_text, stream_tls_version(u->stream),
+		  stream_tls_cipher(u->stream));
+	u->ops->on_ready(u->owner);
+}
+
+static void reply_banner(struct upstream *u, const struct smtp_reply *r)
+{
+	if (r->code != 220)
+		return fail(u, "relay %s greeted with %d", u->addr_text, r->code);
+	enter_state(u, U_EHLO);
+}
+
+static void reply_ehlo(struct upstream *u, const struct smtp_reply *r)
+{
+	if (r->code != 250)
+		return fail(u, "relay %s rejected EHLO with %d", u->addr_text, r->code);
+	smtp_caps_parse(r, &u->caps);
+	if (u->tls_done)
+		return enter_state(u, U_READY);
+	if (u->caps.starttls)
+		return enter_state(u, U_STARTTLS);
+	if (u->p.tenant->require_tls)
+		return fail(u, "relay %s does not offer STARTTLS and tenant '%s' requires TLS", u->addr_text,
+			    u->p.tenant->name);
+	log_warn("%s: relay %s does not offer STARTTLS: relaying in plaintext (require_tls = false)",
+		 u->log_id, u->addr_text);
+	enter_state(u, U_READY);
+}
+
+/* CVE-2011-0411: anything the relay sent after its 220 arrived in plaintext and would be
+ * taken as a reply inside TLS; a relay (or a man in the middle) doing that is not trusted. */
+static void reply_starttls(struct upstream *u, const struct smtp_reply *r)
+{
+	if (r->code != 220)
+		return fail(u, "relay %s refused STARTTLS with %d", u->addr_text, r->code);
+	if (iobuf_avail(&u->in) > 0)
+		return fail(u, "relay %s sent data after its STARTTLS reply (injection attempt)", u->addr_text);
+	enter_state(u, U_TLS);
+}
+
+static void reply_ready(struct upstream *u, const struct smtp_reply *r)
+{
+	if (u->awaiting == 0)
+		return fail(u, "relay %s sent an unexpected reply %d", u->addr_text, r->code);
+	if (--u->awaiting == 0)
+		stream_set_timer(u->stream, 0);
+	else
+		stream_set_timer(u->stream, u->p.reply_timeout_ms);
+	u->ops->on_reply(u->owner, r);
+}
+
+static const struct state_entry states[] = {
+	[U_RESOLVE] = {"resolve", NULL, NULL},
+	[U_CONNECT] = {"connect", NULL, NULL},
+	[U_TLS] = {"tls", enter_tls, NULL},
+	[U_BANNER] = {"banner", enter_banner, reply_banner},
+	[U_EHLO] = {"ehlo", enter_ehlo, reply_ehlo},
+	[U_STARTTLS] = {"starttls", enter_starttls, reply_starttls},
+	[U_READY] = {"ready", enter_ready, reply_ready},
+	[U_DEAD] = {"dead", NULL, NULL},
+};
+
+static void enter_state(struct upstream *u, enum ustate next)
+{
+	log_debug("%s: relay leg %s -> %s", u->log_id, states[u->state].name, states[next].name);
+	u->state = next;
+	if (states[next].enter)
+		states[next].enter(u);
+}
+
+static void on_line(struct upstream *u, const char *line, size_t len)
+{
+	enum smtp_reply_status st = smtp_reply_feed(&u->reply, line, len);
+
+	if (st == SMTP_REPLY_BAD)
+		return fail(u, "relay %s sent a malformed reply", u->addr_text);
+	if (st == SMTP_REPLY_MORE)
+		return;
+	if (states[u->state].reply)
+		states[u->state].reply(u, &u->reply);
+	else
+		fail(u, "relay %s replied %d out of turn", u->addr_text, u->reply.code);
+	smtp_reply_clear(&u->reply);
+}
+
+static void up_on_data(void *owner, const char *buf, size_t len)
+{
+	struct upstream *u = owner;
+	size_t n;
+
+	iobuf_append(&u->in, buf, len);
+	while (u->state != U_DEAD && !u->closing && (n = iobuf_line_len(&u->in)) > 0) {
+		char *line = xstrndup(iobuf_peek(&u->in), n);
+		iobuf_consume(&u->in, n);
+		on_line(u, line, smtp_line_strip(line, n));
+		free(line);
+	}
+	if (u->state != U_DEAD && iobuf_avail(&u->in) > SMTP_REPLY_LINE_MAX)
+		fail(u, "relay %s sent an over-long reply line", u->addr_text);
+}
+
+static void up_on_connect(void *owner, int status)
+{
+	struct upstream *u = owner;
+
+	if (status < 0)
+		return try_next_address(u, uv_strerror(status));
+	log_debug("%s: connected to relay %s", u->log_id, u->addr_text);
+	enter_state(u, u->region->tls == TLS_MODE_IMPLICIT ? U_TLS : U_BANNER);
+}
+
+static void up_on_tls(void *owner, int status)
+{
+	struct upstream *u = owner;
+
+	if (status < 0)
+		return fail(u, "TLS with relay %s failed: %s", u->addr_text, stream_tls_error(u->stream));
+	u->tls_done = true;
+	/* After STARTTLS the relay's state is reset and it must be asked for EHLO again. */
+	enter_state(u, u->region->tls == TLS_MODE_IMPLICIT ? U_BANNER : U_EHLO);
+}
+
+static void up_on_error(void *owner, int status)
+{
+	struct upstream *u = owner;
+
+	if (u->state == U_CONNECT)
+		return try_next_address(u, uv_strerror(status));
+	fail(u, "relay %s closed the connection (%s)", u->addr_text,
+	     status == UV_EOF ? "end of stream" : uv_strerror(status));
+}
+
+static void up_on_timeout(void *owner)
+{
+	struct upstream *u = owner;
+
+	if (u->state == U_CONNECT)
+		return try_next_address(u, "connect timed out");
+	fail(u, "relay %s timed out in state %s", u->addr_text, states[u->state].name);
+}
+
+static void up_on_drain(void *owner)
+{
+	struct upstream *u = owner;
+	if (u->ops->on_drain && !u->closing)
+		u->ops->on_drain(u->owner);
+}
+
+static void release(struct upstream *u)
+{
+	if (--u->live > 0 || !u->closing)
+		return;
+	void *owner = u->owner;
+	const struct upstream_ops *ops = u->ops;
+	if (u->addrs)
+		uv_freeaddrinfo(u->addrs);
+	iobuf_free(&u->in);
+	smtp_reply_clear(&u->reply);
+	free(u->log_id);
+	free(u);
+	ops->on_closed(owner);
+}
+
+static void up_on_close(void *owner) { release(owner); }
+
+static const struct stream_ops stream_ops = {
+	.on_connect = up_on_connect,
+	.on_tls = up_on_tls,
+	.on_data = up_on_data,
+	.on_error = up_on_error,
+	.on_timeout = up_on_timeout,
+	.on_drain = up_on_drain,
+	.on_close = up_on_close,
+};
+
+static void drop_stream(struct upstream *u)
+{
+	if (!u->stream)
+		return;
+	stream_close(u->stream, false);
+	u->stream = NULL;
+}
+
+static void addr_to_text(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int port;
+
+	if (sa->sa_family == AF_INET6) {
+		uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof(ip));
+		port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+		snprintf(buf, len, "[%s]:%d", ip, port);
+	} else {
+		uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof(ip));
+		port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+		snprintf(buf, len, "%s:%d", ip, port);
+	}
+}
+
+/* Each address gets its own stream and the connect timeout; the old stream is closed first. */
+static void try_next_address(struct upstream *u, const char *why)
+{
+	drop_stream(u);
+	iobuf_clear(&u->in);
+	if (why)
+		log_info("%s: relay %s: %s", u->log_id, u->addr_text, why);
+	if (!u->next_addr)
+		return fail(u, "cannot connect to relay %s port %d: %s", u->region->host, u->region->port,
+			    why ? why : "no address");
+	struct addrinfo *ai = u->next_addr;
+	u->next_addr = ai->ai_next;
+	addr_to_text(ai->ai_addr, u->addr_text, sizeof(u->addr_text));
+	u->state = U_CONNECT;
+	u->stream = stream_new(u->p.loop, &stream_ops, u);
+	u->live++;
+	stream_set_timer(u->stream, u->region->connect_timeout_ms);
+	int rc = stream_connect(u->stream, ai->ai_addr);
+	if (rc < 0)
+		try_next_address(u, uv_strerror(rc));
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct upstream *u = container_of(req, struct upstream, gai);
+
+	u->addrs = res;
+	if (u->closing) {
+		release(u);
+		return;
+	}
+	if (status < 0) {
+		fail(u, "cannot resolve relay %s: %s", u->region->host, uv_strerror(status));
+	} else {
+		u->next_addr = res;
+		try_next_address(u, NULL);
+	}
+	release(u); /* the resolver's reference; streams hold their own */
+}
+
+struct upstream *upstream_start(const struct upstream_params *p, const struct upstream_ops *ops, void *owner)
+{
+	struct upstream *u = xcalloc(1, sizeof(*u));
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	char port[8];
+
+	u->p = *p;
+	u->region = p->tenant->region;
+	u->ops = ops;
+	u->owner = owner;
+	u->log_id = xstrdup(p->log_id);
+	iobuf_init(&u->in);
+	smtp_reply_init(&u->reply);
+	snprintf(u->addr_text, sizeof(u->addr_text), "%s:%d", u->region->host, u->region->port);
+	snprintf(port, sizeof(port), "%d", u->region->port);
+	u->state = U_RESOLVE;
+	/* One reference for the owner, one held across the resolve and released in on_resolved
+	 * even when the upstream was closed meanwhile. */
+	u->live = 2;
+	int rc = uv_getaddrinfo(p->loop, &u->gai, on_resolved, u->region->host, port, &hints);
+	if (rc < 0) {
+		log_warn("%s: cannot resolve relay %s: %s", u->log_id, u->region->host, uv_strerror(rc));
+		iobuf_free(&u->in);
+		free(u->log_id);
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+bool upstream_is_ready(const struct upstream *u) { return u->state == U_READY; }
+
+const struct smtp_caps *upstream_caps(const struct upstream *u) { return &u->caps; }
+
+void upstream_send(struct upstream *u, const char *buf, size_t len, unsigned nreplies)
+{
+	if (u->state != U_READY)
+		return;
+	stream_write(u->stream, buf, len);
+	if (nreplies > 0) {
+		if (u->awaiting == 0)
+			stream_set_timer(u->stream, u->p.reply_timeout_ms);
+		u->awaiting += nreplies;
+	}
+}
+
+bool upstream_write_blocked(const struct upstream *u)
+{
+	return u->stream && stream_write_blocked(u->stream);
+}
+
+void upstream_pause(struct upstream *u)
+{
+	if (u->stream)
+		stream_pause(u->stream);
+}
+
+void upstream_resume(struct upstream *u)
+{
+	if (u->stream)
+		stream_resume(u->stream);
+}
+
+void upstream_close(struct upstream *u, bool quit)
+{
+	if (u->closing)
+		return;
+	bool ready = u->state == U_READY;
+	u->closing = true;
+	if (u->state == U_RESOLVE)
+		uv_cancel((uv_req_t *)&u->gai);
+	if (u->stream) {
+		if (quit && ready)
+			send_line(u, "QUIT");
+		stream_close(u->stream, quit && ready);
+		u->stream = NULL;
+	}
+	release(u); /* the owner's reference */
+}
