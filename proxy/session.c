@@ -60,7 +60,6 @@ struct session {
 	uint64_t bdat_left;
 	bool bdat_last;
 	unsigned messages;
-	const char *end_reason;
 	char brand[NAME_MAX_LEN + 1];
 	char id[24];
 	char peer[64];
@@ -883,15 +882,17 @@ static void session_close(struct session *s, const char *reason)
 {
 	if (s->closing)
 		return;
+	/* Mid-message, a QUIT would become body or chunk bytes: the relay leg is cut instead,
+	 * without the final dot, so nothing partial is delivered. */
+	bool quit = s->authed && !s->quit_sent && s->state != SS_DATA && s->state != SS_BDAT;
 	s->closing = true;
-	s->end_reason = reason;
 	s->state = SS_CLOSING;
 	log_info("%s: session from %s ended: %s (tenant %s, %s, %s, %u message%s relayed)", s->id, s->peer,
 		 reason, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
 		 s->messages == 1 ? "" : "s");
 	stream_close(s->client, true);
 	if (s->up) {
-		upstream_close(s->up, s->authed && !s->quit_sent);
+		upstream_close(s->up, quit);
 		s->up = NULL;
 	}
 }
