@@ -19,15 +19,18 @@ struct parse {
 	bool failed;
 };
 
-static const char *const top_keys[] = {"log_level", "listeners", "regions", "tenants", "limits", NULL};
+static const char *const top_keys[] = {"log_level", "bare_line_endings", "listeners", "regions",
+				       "tenants", "limits", NULL};
 static const char *const listener_keys[] = {"address", "port", "tls", "hostname", "default_tenant",
 					    "allow_plaintext_auth", NULL};
-static const char *const region_keys[] = {"name", "host", "port", "tls", "verify_name", "ca_file",
+static const char *const region_keys[] = {"name", "host", "hosts", "port", "tls", "verify_name", "ca_file",
 					  "ehlo_name", "connect_timeout", "scrub", NULL};
 static const char *const tenant_keys[] = {"name", "hostnames", "cert", "key", "region",
 					  "require_tls", "skip_verification", NULL};
-static const char *const limits_keys[] = {"max_message_size", "command_timeout", "relay_timeout",
-					  "tls_timeout", NULL};
+static const char *const limits_keys[] = {
+	"max_message_size", "max_connections", "max_connections_per_ip", "max_auth_failures",
+	"max_bad_commands", "command_timeout", "data_timeout", "relay_timeout", "relay_data_timeout",
+	"tls_timeout", NULL};
 
 /* Records the first error only: later ones are usually consequences of it. */
 static bool fail(struct parse *p, const config_setting_t *s, const char *fmt, ...)
@@ -229,9 +232,12 @@ static bool is_ip_literal(const char *s)
 static void region_free(struct region_cfg *r)
 {
 	free(r->name);
-	free(r->host);
-	free(r->verify_name);
-	free(r->sni);
+	for (size_t i = 0; i < r->nhosts; i++) {
+		free(r->hosts[i].host);
+		free(r->hosts[i].verify_name);
+		free(r->hosts[i].sni);
+	}
+	free(r->hosts);
 	free(r->ca_file);
 	free(r->ehlo_name);
 	free(r->src_file);
@@ -273,21 +279,56 @@ static const char *builtin_host(const char *name)
 	return NULL;
 }
 
+static void add_host(struct region_cfg *r, const char *host, const char *verify_name)
+{
+	struct relay_host *h;
+
+	r->hosts = xrealloc(r->hosts, (r->nhosts + 1) * sizeof(*r->hosts));
+	h = &r->hosts[r->nhosts++];
+	h->host = xstrdup(host);
+	h->verify_name = xstrdup(verify_name ? verify_name : host);
+	h->sni = xstrdup(is_ip_literal(host) ? h->verify_name : host);
+}
+
+/* "host" names one relay, "hosts" several tried in order; verify_name, when given, is what
+ * every host's certificate must match, else each host's own name. */
+static bool parse_region_hosts(struct parse *p, const config_setting_t *g, struct region_cfg *r)
+{
+	const config_setting_t *one = config_setting_get_member(g, "host");
+	char **hosts = NULL, *verify = NULL;
+	size_t n = 0;
+	char norm[NAME_MAX_LEN + 1];
+
+	if (one && config_setting_get_member(g, "hosts"))
+		return fail(p, one, "set either 'host' or 'hosts', not both");
+	if (!one && !get_string_list(p, g, "hosts", false, &hosts, &n))
+		return false;
+	if (n == 0) {
+		hosts = xcalloc(1, sizeof(char *));
+		if (!get_string(p, g, "host", builtin_host(r->name), &hosts[0])) {
+			free(hosts);
+			return false;
+		}
+		n = 1;
+	}
+	const config_setting_t *vs = config_setting_get_member(g, "verify_name");
+	if (get_string(p, g, "verify_name", "", &verify) && vs && !name_normalize(verify, strlen(verify), norm, false))
+		fail(p, vs, "'verify_name' is not a valid host name: %s", verify);
+	for (size_t i = 0; i < n && !p->failed; i++) {
+		if (!vs && is_ip_literal(hosts[i]))
+			fail(p, g, "'verify_name' is required when a relay host is an IP literal (%s)", hosts[i]);
+		else
+			add_host(r, hosts[i], vs ? verify : NULL);
+	}
+	free(verify);
+	free_list(hosts, n);
+	return !p->failed;
+}
+
 static bool parse_region_names(struct parse *p, const config_setting_t *g, struct region_cfg *r)
 {
-	const char *bhost = builtin_host(r->name);
-
-	if (!get_string(p, g, "host", bhost, &r->host) ||
-	    !get_string(p, g, "verify_name", r->host, &r->verify_name) ||
-	    !get_path(p, g, "ca_file", CONFIG_DEFAULT_CA_FILE, &r->ca_file) ||
-	    !get_string(p, g, "ehlo_name", "livery.localdomain", &r->ehlo_name))
-		return false;
-	char norm[NAME_MAX_LEN + 1];
-	if (!name_normalize(r->verify_name, strlen(r->verify_name), norm, false))
-		return fail(p, config_setting_get_member(g, "verify_name") ?: g,
-			    "'verify_name' is not a valid host name: %s", r->verify_name);
-	r->sni = xstrdup(is_ip_literal(r->host) ? r->verify_name : r->host);
-	return true;
+	return parse_region_hosts(p, g, r) && get_path(p, g, "ca_file", CONFIG_DEFAULT_CA_FILE, &r->ca_file) &&
+	       get_string(p, g, "ehlo_name", "livery.localdomain", &r->ehlo_name);
 }
 
 static bool parse_region(struct parse *p, const config_setting_t *g, struct region_cfg *r)
@@ -314,8 +355,10 @@ static bool parse_region(struct parse *p, const config_setting_t *g, struct regi
 	for (size_t i = 0; i < nwords; i++)
 		add_scrub_word(r, words[i]);
 	free_list(words, nwords);
-	add_scrub_word(r, r->host);
-	add_scrub_word(r, r->verify_name);
+	for (size_t i = 0; i < r->nhosts; i++) {
+		add_scrub_word(r, r->hosts[i].host);
+		add_scrub_word(r, r->hosts[i].verify_name);
+	}
 	return true;
 }
 
@@ -327,16 +370,14 @@ static void add_builtin_region(struct config *cfg, const char *name)
 	memset(r, 0, sizeof(*r));
 	r->name = xstrdup(name);
 	r->src_file = xstrdup(cfg->path);
-	r->host = xstrdup(builtin_host(name));
-	r->verify_name = xstrdup(r->host);
-	r->sni = xstrdup(r->host);
+	add_host(r, builtin_host(name), NULL);
 	r->port = 587;
 	r->tls = TLS_MODE_STARTTLS;
 	r->ca_file = xstrdup(CONFIG_DEFAULT_CA_FILE);
 	r->ehlo_name = xstrdup("livery.localdomain");
 	r->connect_timeout_ms = 10000;
 	add_scrub_word(r, "mailgun");
-	add_scrub_word(r, r->host);
+	add_scrub_word(r, r->hosts[0].host);
 }
 
 static bool parse_regions(struct parse *p, const config_t *lc)
@@ -490,22 +531,37 @@ static bool parse_listeners(struct parse *p, const config_t *lc)
 	return true;
 }
 
+static bool get_count(struct parse *p, const config_setting_t *g, const char *key, long long def,
+		      unsigned *out)
+{
+	long long v;
+
+	if (!get_int(p, g, key, def, 1, 1000000, &v))
+		return false;
+	*out = (unsigned)v;
+	return true;
+}
+
+/* Defaults follow RFC 5321 4.5.3.2 for the SMTP timeouts. */
 static bool parse_limits(struct parse *p, const config_t *lc)
 {
 	const config_setting_t *g = config_lookup(lc, "limits");
 	struct limits_cfg *l = &p->cfg->limits;
 	long long size;
 
-	l->max_message_size = 52428800;
-	l->command_timeout_ms = 300000;
-	l->relay_timeout_ms = 600000;
-	l->tls_timeout_ms = 30000;
-	if (!g)
-		return true;
-	if (!check_keys(p, g, limits_keys, "limits") ||
-	    !get_int(p, g, "max_message_size", 52428800, 1024, (long long)1 << 40, &size) ||
+	if (g && !check_keys(p, g, limits_keys, "limits"))
+		return false;
+	if (!g) /* the root has none of these keys (check_keys saw to it): all take defaults */
+		g = config_root_setting(lc);
+	if (!get_int(p, g, "max_message_size", 52428800, 1024, (long long)1 << 40, &size) ||
+	    !get_count(p, g, "max_connections", 4096, &l->max_connections) ||
+	    !get_count(p, g, "max_connections_per_ip", 64, &l->max_connections_per_ip) ||
+	    !get_count(p, g, "max_auth_failures", 3, &l->max_auth_failures) ||
+	    !get_count(p, g, "max_bad_commands", 20, &l->max_bad_commands) ||
 	    !get_seconds(p, g, "command_timeout", 300, &l->command_timeout_ms) ||
-	    !get_seconds(p, g, "relay_timeout", 600, &l->relay_timeout_ms) ||
+	    !get_seconds(p, g, "data_timeout", 180, &l->data_timeout_ms) ||
+	    !get_seconds(p, g, "relay_timeout", 300, &l->relay_timeout_ms) ||
+	    !get_seconds(p, g, "relay_data_timeout", 600, &l->relay_data_timeout_ms) ||
 	    !get_seconds(p, g, "tls_timeout", 30, &l->tls_timeout_ms))
 		return false;
 	l->max_message_size = (uint64_t)size;
@@ -525,6 +581,14 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "log_level"),
 			    "'log_level' must be \"error\", \"warn\", \"info\" or \"debug\"");
+	if (!get_string(p, root, "bare_line_endings", "reject", &level))
+		return false;
+	p->cfg->bare_line_endings = strcmp(level, "normalize") == 0 ? SMTP_BARE_NORMALIZE : SMTP_BARE_REJECT;
+	ok = strcmp(level, "normalize") == 0 || strcmp(level, "reject") == 0;
+	free(level);
+	if (!ok)
+		return fail(p, config_setting_get_member(root, "bare_line_endings"),
+			    "'bare_line_endings' must be \"reject\" or \"normalize\"");
 	return parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) &&
 	       parse_listeners(p, lc);
 }

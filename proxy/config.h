@@ -7,22 +7,29 @@
 #include <stdint.h>
 
 #include "log.h"
+#include "smtp_proto.h"
 
 #define CONFIG_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 enum tls_mode { TLS_MODE_STARTTLS, TLS_MODE_IMPLICIT };
 
+/* One relay host of a region, tried in order. */
+struct relay_host {
+	char *host;        /* name or IP literal */
+	char *verify_name; /* what its certificate must match */
+	char *sni;         /* host when it is a name, else verify_name */
+};
+
 struct region_cfg {
 	char *name;
-	char *host;
+	struct relay_host *hosts;
+	size_t nhosts;
 	int port;
 	enum tls_mode tls;
-	char *verify_name; /* what the relay's certificate must match */
-	char *sni;         /* host when it is a name, else verify_name */
 	char *ca_file;
 	char *ehlo_name;
 	unsigned connect_timeout_ms;
-	char **scrub; /* configured words plus host and verify_name */
+	char **scrub; /* configured words plus every host and verify_name */
 	size_t nscrub;
 	char *src_file; /* where the region is defined (the main file for built-ins) */
 	int line;
@@ -51,14 +58,21 @@ struct listener_cfg {
 
 struct limits_cfg {
 	uint64_t max_message_size;
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	unsigned max_auth_failures;
+	unsigned max_bad_commands;
 	unsigned command_timeout_ms;
+	unsigned data_timeout_ms;
 	unsigned relay_timeout_ms;
+	unsigned relay_data_timeout_ms;
 	unsigned tls_timeout_ms;
 };
 
 struct config {
 	char *path;
 	enum log_level log_level;
+	enum smtp_bare_policy bare_line_endings;
 	struct listener_cfg *listeners;
 	size_t nlisteners;
 	struct region_cfg *regions;

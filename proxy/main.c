@@ -185,9 +185,11 @@ int main(int argc, char **argv)
 		signal(SIGPIPE, SIG_IGN);
 		static struct app app;
 		uv_loop_init(&app.loop);
-		app.srv = (struct server){.loop = &app.loop, .cfg = cfg, .certs = certs, .on_drained = on_drained};
+		app.srv = (struct server){.loop = &app.loop, .cfg = cfg, .certs = certs, .on_drained = on_drained,
+					  .per_ip = iptable_new()};
 		rc = run(&app);
 		uv_loop_close(&app.loop);
+		iptable_free(app.srv.per_ip);
 	}
 	certstore_free(certs);
 	config_free(cfg);

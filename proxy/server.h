@@ -9,6 +9,7 @@
 
 #include "certstore.h"
 #include "config.h"
+#include "iptable.h"
 
 struct session;
 
@@ -18,6 +19,7 @@ struct server {
 	const struct certstore *certs;
 	struct session *sessions; /* doubly linked through session->next/prev */
 	size_t nsessions;
+	struct iptable *per_ip; /* live sessions per client address */
 	uint64_t next_id;
 	bool draining;
 	/* Called when draining and the last session has ended. */

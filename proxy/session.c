@@ -17,8 +17,9 @@
 
 /* Unprocessed client input above this pauses reading from the client. */
 #define INPUT_MAX (128 * 1024)
-/* RFC 5321 4.5.3.2.5: the server waits at least 3 minutes for each DATA block. */
-#define DATA_BLOCK_TIMEOUT_MS (3 * 60 * 1000)
+/* Replies queued for the client above this stop command processing until some are sent,
+ * so a client that pipelines without reading cannot make the queue grow without bound. */
+#define PENDING_MAX 100
 
 enum sstate { SS_HANDSHAKE, SS_COMMAND, SS_AUTH, SS_DATA, SS_BDAT, SS_CLOSING };
 
@@ -46,6 +47,7 @@ struct session {
 	enum sstate state;
 	struct iobuf in;
 	struct pending *head, *tail;
+	unsigned npending;
 	int live; /* client stream + upstreams not yet closed */
 	bool tls, ehlo_done, authed, up_failed, closing, paused_for_up, quit_sent;
 	/* A handler waits for the relay leg to be set up or for owed replies; re-run on any event. */
@@ -56,10 +58,18 @@ struct session {
 	char *line;
 	size_t line_len;
 	bool sasl_line_due; /* the relay sent 334 and waits for the client's response */
-	struct smtp_data_scan scan;
+	struct smtp_data_filter filter; /* the message being relayed, DATA or BDAT */
+	struct iobuf fwd;               /* filtered content on its way to the relay */
 	uint64_t bdat_left;
 	bool bdat_last;
+	bool bdat_active;       /* a BDAT message is under way (filter set up for it) */
+	bool bdat_local;        /* this chunk is swallowed and answered locally */
+	int bdat_code;          /* that local answer */
+	const char *bdat_text;
 	unsigned messages;
+	unsigned auth_failures;
+	unsigned bad_commands;
+	bool ip_counted; /* peer is counted in srv->per_ip */
 	char brand[NAME_MAX_LEN + 1];
 	char id[24];
 	char peer[64];
@@ -101,6 +111,7 @@ static void reply_text(struct session *s, const struct iobuf *text)
 	p->text = xstrndup(iobuf_peek(text), iobuf_avail(text));
 	s->tail->next = p;
 	s->tail = p;
+	s->npending++;
 }
 
 static void reply(struct session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -113,6 +124,8 @@ static void reply(struct session *s, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	if ((code >= 500 && code <= 504) || code == 530)
+		s->bad_commands++;
 	iobuf_init(&b);
 	smtp_reply_appendf(&b, code, "%s", text);
 	reply_text(s, &b);
@@ -130,6 +143,7 @@ static void expect_relay(struct session *s, unsigned verb, enum pending_kind kin
 	else
 		s->head = p;
 	s->tail = p;
+	s->npending++;
 }
 
 static struct pending *pop_pending(struct session *s)
@@ -140,6 +154,7 @@ static struct pending *pop_pending(struct session *s)
 		s->head = p->next;
 		if (!s->head)
 			s->tail = NULL;
+		s->npending--;
 	}
 	return p;
 }
@@ -187,7 +202,7 @@ static void update_client_timer(struct session *s)
 	if (s->state == SS_HANDSHAKE)
 		ms = s->srv->cfg->limits.tls_timeout_ms;
 	else if (s->state == SS_DATA || s->state == SS_BDAT)
-		ms = DATA_BLOCK_TIMEOUT_MS;
+		ms = s->srv->cfg->limits.data_timeout_ms;
 	else if (!relay_owed(s) && !s->blocked)
 		ms = s->srv->cfg->limits.command_timeout_ms;
 	stream_set_timer(s->client, ms);
@@ -197,7 +212,7 @@ static void update_client_flow(struct session *s)
 {
 	if (s->closing)
 		return;
-	if (s->paused_for_up || iobuf_avail(&s->in) > INPUT_MAX)
+	if (s->paused_for_up || iobuf_avail(&s->in) > INPUT_MAX || stream_write_blocked(s->client))
 		stream_pause(s->client);
 	else
 		stream_resume(s->client);
@@ -268,9 +283,36 @@ static bool need_upstream(struct session *s, enum cmd_result *res, bool is_auth)
 		reply(s, 454, "4.7.0 Temporary authentication failure, try again later");
 		return false;
 	}
-	reply(s, 421, "4.7.0 %s Service not available, try again later", s->brand);
+	reply(s, 421, "4.7.0 %s Relay connection not available, try again later", s->brand);
 	session_close(s, "relay unavailable");
 	return false;
+}
+
+/* The message may not be completed: the relay leg is cut in the middle of it (no final dot,
+ * or a chunk short of its size), so the relay discards it. The client hears why at its end;
+ * a later command that needs the relay gets 421. */
+static void halt_message(struct session *s)
+{
+	if (!s->up)
+		return;
+	log_warn("%s: message halted (%s); relay leg closed without completing it", s->id,
+		 s->filter.long_line ? "line too long" : s->filter.bare ? "bare CR or LF" : "too big");
+	upstream_close(s->up, false);
+	s->up = NULL;
+	s->up_failed = true;
+	s->paused_for_up = false;
+}
+
+/* Sends what the filter let through, or stops the message once it halted. */
+static void forward_content(struct session *s, unsigned nreplies)
+{
+	if (s->filter.bytes > s->srv->cfg->limits.max_message_size)
+		s->filter.halted = true;
+	if (s->filter.halted)
+		halt_message(s);
+	else
+		relay_body(s, iobuf_peek(&s->fwd), iobuf_avail(&s->fwd), nreplies);
+	iobuf_clear(&s->fwd);
 }
 
 /* ---- command handlers ---- */
@@ -295,7 +337,8 @@ static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
 	snprintf(l[n++], sizeof(l[0]), "ENHANCEDSTATUSCODES");
 	if (!uc || uc->smtputf8)
 		snprintf(l[n++], sizeof(l[0]), "SMTPUTF8");
-	if (uc && uc->chunking)
+	/* BDAT chunk sizes are fixed, so bare line endings could not be normalised in them. */
+	if (uc && uc->chunking && s->srv->cfg->bare_line_endings == SMTP_BARE_REJECT)
 		snprintf(l[n++], sizeof(l[0]), "CHUNKING");
 	if (auth_ok)
 		snprintf(l[n++], sizeof(l[0]), "AUTH%s%s", !uc || uc->auth_plain ? " PLAIN" : "",
@@ -422,6 +465,7 @@ static enum cmd_result cmd_mail(struct session *s, const struct smtp_cmd *c)
 		reply(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
 		return CMD_DONE;
 	}
+	s->bdat_active = false;
 	return relay_cmd(s, c);
 }
 
@@ -445,10 +489,32 @@ static enum cmd_result cmd_data(struct session *s, const struct smtp_cmd *c)
 	return res;
 }
 
+/* A chunk whose size is known can be swallowed and refused without losing the command
+ * stream; its answer comes once its bytes are consumed. */
+static void bdat_refuse(struct session *s, int code, const char *text)
+{
+	s->bdat_local = true;
+	s->bdat_code = code;
+	s->bdat_text = text;
+}
+
+static void reject_reason(const struct session *s, int *code, const char **text)
+{
+	*code = 552;
+	*text = "5.3.4 Message size exceeds fixed maximum message size";
+	if (s->filter.long_line) {
+		*text = "5.6.0 Message rejected: a line is longer than 998 octets";
+	} else if (s->filter.bare) {
+		*code = 554;
+		*text = "5.6.0 Message rejected: bare CR or LF in message content";
+	}
+}
+
 static enum cmd_result cmd_bdat(struct session *s, const struct smtp_cmd *c)
 {
 	uint64_t size;
 	bool last;
+	enum cmd_result res = CMD_DONE;
 
 	if (!smtp_bdat_parse(c->arg, c->arg_len, &size, &last)) {
 		/* The chunk's length is unknown, so its bytes cannot be told from commands. */
@@ -456,21 +522,35 @@ static enum cmd_result cmd_bdat(struct session *s, const struct smtp_cmd *c)
 		session_close(s, "malformed BDAT");
 		return CMD_DONE;
 	}
-	if (!s->authed || !s->up || !upstream_caps(s->up)->chunking) {
-		reply(s, s->authed ? 502 : 530, s->authed ? "5.5.1 CHUNKING not available" : "5.7.0 Authentication required");
-		session_close(s, "BDAT refused");
-		return CMD_DONE;
+	s->bdat_local = false;
+	if (!s->bdat_active) {
+		smtp_data_filter_init(&s->filter, SMTP_BARE_REJECT, true);
+		s->bdat_active = true;
 	}
-	enum cmd_result res;
-	if (need_upstream(s, &res, false)) {
-		/* The chunk's reply is owed once its bytes are sent; LAST ends the message. */
+	if (!s->authed) {
+		bdat_refuse(s, 530, "5.7.0 Authentication required");
+	} else if (s->filter.halted) {
+		int code;
+		const char *text;
+		reject_reason(s, &code, &text);
+		bdat_refuse(s, code, text);
+	} else if (!need_upstream(s, &res, false)) {
+		return res;
+	} else if (!upstream_caps(s->up)->chunking || s->srv->cfg->bare_line_endings != SMTP_BARE_REJECT) {
+		bdat_refuse(s, 502, "5.5.1 CHUNKING not available");
+	} else if (s->filter.bytes + size > s->srv->cfg->limits.max_message_size) {
+		s->filter.halted = true;
+		halt_message(s);
+		bdat_refuse(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
+	} else {
+		/* The chunk's reply is owed once its bytes are sent (input_bdat). */
 		upstream_send(s->up, s->line, s->line_len, 0);
 		upstream_send(s->up, "\r\n", 2, 0);
-		s->bdat_left = size;
-		s->bdat_last = last;
-		enter_state(s, SS_BDAT);
 	}
-	return res;
+	s->bdat_left = size;
+	s->bdat_last = last;
+	enter_state(s, SS_BDAT);
+	return CMD_DONE;
 }
 
 /* Before the relay leg exists there is nothing to reset or ask: answer locally. */
@@ -585,6 +665,11 @@ static bool input_command(struct session *s)
 		return false;
 	}
 	drop_line(s);
+	if (s->bad_commands > s->srv->cfg->limits.max_bad_commands && !s->closing) {
+		reply(s, 421, "4.7.0 %s Too many errors", s->brand);
+		flush_local(s);
+		session_close(s, "too many bad commands");
+	}
 	return !s->closing;
 }
 
@@ -600,7 +685,24 @@ static bool input_auth(struct session *s)
 	return false;
 }
 
-/* The body goes to the relay as it arrives, byte for byte, up to and including the final dot. */
+/* After the end of data, either the relay's verdict is owed, or ours if the message halted. */
+static void end_message(struct session *s)
+{
+	int code;
+	const char *text;
+
+	if (s->filter.halted) {
+		reject_reason(s, &code, &text);
+		log_info("%s: message rejected: %d %s", s->id, code, text);
+		reply(s, code, "%s", text);
+	} else {
+		expect_relay(s, VERB_MESSAGE_END, P_RELAY);
+		upstream_set_reply_timeout(s->up, s->srv->cfg->limits.relay_data_timeout_ms);
+	}
+	s->bdat_active = false;
+}
+
+/* The body goes to the relay as it arrives, filtered, up to and including the final dot. */
 static bool input_data(struct session *s)
 {
 	bool done;
@@ -608,30 +710,51 @@ static bool input_data(struct session *s)
 
 	if (avail == 0)
 		return false;
-	size_t n = smtp_data_scan(&s->scan, iobuf_peek(&s->in), avail, &done);
-	relay_body(s, iobuf_peek(&s->in), n, done ? 1 : 0);
+	size_t n = smtp_data_filter(&s->filter, iobuf_peek(&s->in), avail, &s->fwd, &done);
 	iobuf_consume(&s->in, n);
+	forward_content(s, done ? 1 : 0);
 	if (done) {
-		expect_relay(s, VERB_MESSAGE_END, P_RELAY);
+		end_message(s);
 		enter_state(s, SS_COMMAND);
 	}
 	return done;
 }
 
+/* A chunk's bytes go to the relay as they arrive. The CR that would end the last chunk is
+ * held back: with no LF after it, it is bare, and the relay must not get it. */
 static bool input_bdat(struct session *s)
 {
+	bool done;
 	size_t avail = iobuf_avail(&s->in);
 	size_t n = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
+	bool final_cr = s->bdat_last && n == s->bdat_left && n > 0 && iobuf_peek(&s->in)[n - 1] == '\r';
 
-	if (n > 0) {
-		relay_body(s, iobuf_peek(&s->in), n, 0);
-		iobuf_consume(&s->in, n);
-		s->bdat_left -= n;
+	if (n > 0 && !s->bdat_local) {
+		smtp_data_filter(&s->filter, iobuf_peek(&s->in), final_cr ? n - 1 : n, &s->fwd, &done);
+		if (final_cr)
+			s->filter.bare = s->filter.halted = true;
+		forward_content(s, 0);
 	}
+	iobuf_consume(&s->in, n);
+	s->bdat_left -= n;
 	if (s->bdat_left > 0)
 		return false;
-	upstream_send(s->up, "", 0, 1); /* no bytes: the chunk (maybe empty) is now owed a reply */
-	expect_relay(s, s->bdat_last ? VERB_MESSAGE_END : SMTP_BDAT, P_RELAY);
+	if (s->bdat_local) {
+		reply(s, s->bdat_code, "%s", s->bdat_text);
+		s->bdat_active = !s->bdat_last;
+	} else if (s->bdat_last) {
+		if (!s->filter.halted)
+			upstream_send(s->up, "", 0, 1); /* no bytes: the last chunk is now owed a verdict */
+		end_message(s);
+	} else if (s->filter.halted) {
+		int code;
+		const char *text;
+		reject_reason(s, &code, &text);
+		reply(s, code, "%s", text); /* later chunks of this message get the same answer */
+	} else {
+		upstream_send(s->up, "", 0, 1); /* no bytes: the chunk (maybe empty) is now owed a reply */
+		expect_relay(s, SMTP_BDAT, P_RELAY);
+	}
 	enter_state(s, SS_COMMAND);
 	return true;
 }
@@ -650,12 +773,19 @@ static void enter_state(struct session *s, enum sstate next)
 	s->blocked = false;
 	s->state = next;
 	if (next == SS_DATA)
-		smtp_data_scan_init(&s->scan);
+		smtp_data_filter_init(&s->filter, s->srv->cfg->bare_line_endings, false);
+}
+
+/* Input is processed while nothing waits and the client is reading its replies. */
+static bool can_process(const struct session *s)
+{
+	return !s->closing && !s->blocked && s->wait_verb == SMTP_UNKNOWN && s->npending < PENDING_MAX &&
+	       !stream_write_blocked(s->client);
 }
 
 static void pump(struct session *s)
 {
-	while (!s->closing && !s->blocked && s->wait_verb == SMTP_UNKNOWN && states[s->state].input(s))
+	while (can_process(s) && states[s->state].input(s))
 		;
 	update_client_flow(s);
 	update_client_timer(s);
@@ -671,11 +801,13 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 		s->sasl_line_due = true;
 	} else if (verb == SMTP_AUTH) {
 		s->authed = ok;
+		s->auth_failures += !ok;
 		log_info("%s: AUTH %s by the relay (%d)", s->id, ok ? "accepted" : "refused", r->code);
 		enter_state(s, SS_COMMAND);
 	} else if (verb == SMTP_DATA && r->code == 354) {
 		enter_state(s, SS_DATA);
 	} else if (verb == VERB_MESSAGE_END) {
+		upstream_set_reply_timeout(s->up, s->srv->cfg->limits.relay_timeout_ms);
 		s->messages += ok;
 		log_info("%s: message %s by the relay (%d)", s->id, ok ? "accepted" : "refused", r->code);
 	}
@@ -699,6 +831,11 @@ static void up_on_reply(void *owner, const struct smtp_reply *r)
 		session_close(s, "client quit");
 		return;
 	}
+	if (s->auth_failures >= s->srv->cfg->limits.max_auth_failures) {
+		reply(s, 421, "4.7.0 %s Too many authentication failures", s->brand);
+		session_close(s, "too many authentication failures");
+		return;
+	}
 	if (verb == s->wait_verb)
 		s->wait_verb = SMTP_UNKNOWN;
 	s->blocked = false;
@@ -719,8 +856,7 @@ static void up_on_failed(void *owner, const char *why)
 
 	log_warn("%s: relay leg for tenant '%s' failed: %s", s->id, s->tenant->name, why);
 	s->up_failed = true;
-	upstream_close(s->up, false);
-	s->up = NULL;
+	s->up = NULL; /* it closes itself */
 	if (relay_owed(s) || s->state == SS_DATA || s->state == SS_BDAT) {
 		/* Replies are owed for commands the relay will never answer: the client must retry. */
 		flush_local(s);
@@ -771,12 +907,12 @@ static void start_upstream(struct session *s)
 		.log_id = s->id,
 	};
 
-	s->up = upstream_start(&p, &upstream_ops, s);
-	if (!s->up) {
-		s->up_failed = true;
-		return;
-	}
+	/* on_failed (and even on_closed) may come before upstream_start returns. */
 	s->live++;
+	s->up_failed = false;
+	struct upstream *u = upstream_start(&p, &upstream_ops, s);
+	if (!s->up_failed)
+		s->up = u;
 }
 
 /* ---- client leg events ---- */
@@ -855,6 +991,7 @@ static void cl_on_drain(void *owner)
 
 	if (s->up)
 		upstream_resume(s->up);
+	pump(s);
 }
 
 static void cl_on_close(void *owner)
@@ -908,12 +1045,34 @@ static void session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	if (s->ip_counted)
+		iptable_dec(srv->per_ip, s->peer);
 	free_pending(s);
 	iobuf_free(&s->in);
+	iobuf_free(&s->fwd);
 	free(s->line);
 	free(s);
 	if (srv->draining && srv->nsessions == 0 && srv->on_drained)
 		srv->on_drained(srv);
+}
+
+/* Over a connection limit, a STARTTLS listener greets with 421; an implicit-TLS one just
+ * closes, since a plaintext reply means nothing to a TLS client and a handshake costs CPU. */
+static bool over_limits(struct session *s)
+{
+	const struct limits_cfg *lim = &s->srv->cfg->limits;
+	unsigned per_ip = iptable_inc(s->srv->per_ip, s->peer);
+
+	s->ip_counted = true;
+	if (s->srv->nsessions <= lim->max_connections && per_ip <= lim->max_connections_per_ip)
+		return false;
+	log_warn("%s: refusing %s: %s", s->id, s->peer,
+		 per_ip > lim->max_connections_per_ip ? "too many connections from this address"
+						      : "too many connections");
+	if (s->lcfg->tls == TLS_MODE_STARTTLS)
+		reply(s, 421, "4.7.0 %s Too many connections, try again later", s->brand);
+	session_close(s, "connection limit");
+	return true;
 }
 
 void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_stream_t *listener)
@@ -926,6 +1085,7 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 	snprintf(s->brand, sizeof(s->brand), "%s", lcfg->hostname);
 	snprintf(s->id, sizeof(s->id), "s%" PRIu64, ++srv->next_id);
 	iobuf_init(&s->in);
+	iobuf_init(&s->fwd);
 	s->next = srv->sessions;
 	if (s->next)
 		s->next->prev = s;
@@ -939,6 +1099,8 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 	}
 	stream_peer_name(s->client, s->peer, sizeof(s->peer));
 	log_debug("%s: connection from %s on %s port %d", s->id, s->peer, lcfg->address, lcfg->port);
+	if (over_limits(s))
+		return;
 	if (lcfg->tls == TLS_MODE_IMPLICIT) {
 		s->state = SS_HANDSHAKE;
 		stream_start_tls_server(s->client);

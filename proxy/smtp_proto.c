@@ -336,6 +336,140 @@ size_t smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, boo
 	return len;
 }
 
+enum { DF_LINE_START, DF_MID, DF_CR, DF_DOT, DF_DOT_CR };
+
+/* Collects output bytes in a local block so the iobuf is not grown a byte at a time. */
+struct emitter {
+	struct iobuf *out;
+	size_t n;
+	char buf[4096];
+};
+
+static void put(struct smtp_data_filter *f, struct emitter *e, const char *s, size_t n)
+{
+	if (f->halted)
+		return; /* for good: nothing after a rejected byte may reach the relay */
+	for (size_t i = 0; i < n; i++) {
+		if (e->n == sizeof(e->buf)) {
+			iobuf_append(e->out, e->buf, e->n);
+			e->n = 0;
+		}
+		e->buf[e->n++] = s[i];
+	}
+}
+
+void smtp_data_filter_init(struct smtp_data_filter *f, enum smtp_bare_policy policy, bool chunked)
+{
+	memset(f, 0, sizeof(*f));
+	f->state = DF_LINE_START;
+	f->policy = chunked ? SMTP_BARE_REJECT : policy;
+	f->chunked = chunked;
+}
+
+bool smtp_data_filter_cr_pending(const struct smtp_data_filter *f) { return f->state == DF_CR; }
+
+static void line_end(struct smtp_data_filter *f)
+{
+	f->state = DF_LINE_START;
+	f->line_len = 0;
+}
+
+/* A bare CR or LF: NORMALIZE writes CRLF (with extra, a dot to stuff a "." line) and starts
+ * a new line; REJECT stops the output and scans on as if it were content. */
+static void bare(struct smtp_data_filter *f, struct emitter *e, const char *extra)
+{
+	f->bare = true;
+	if (f->policy == SMTP_BARE_NORMALIZE) {
+		put(f, e, extra, strlen(extra));
+		put(f, e, "\r\n", 2);
+		line_end(f);
+	} else {
+		f->halted = true;
+		f->state = DF_MID;
+	}
+}
+
+static void content(struct smtp_data_filter *f, struct emitter *e, char c)
+{
+	if (++f->line_len > SMTP_TEXT_LINE_MAX) {
+		f->long_line = true;
+		f->halted = true;
+	}
+	put(f, e, &c, 1);
+	f->state = DF_MID;
+}
+
+static void step_mid(struct smtp_data_filter *f, struct emitter *e, char c)
+{
+	if (c == '\r') {
+		f->state = DF_CR;
+		if (f->chunked) /* a chunk's size is fixed: its CR cannot wait for the LF */
+			put(f, e, "\r", 1);
+	} else if (c == '\n') {
+		bare(f, e, "");
+	} else {
+		content(f, e, c);
+	}
+}
+
+/* Returns true when c completed the end-of-data line. */
+static bool step(struct smtp_data_filter *f, struct emitter *e, char c)
+{
+	switch (f->state) {
+	case DF_LINE_START:
+		if (c != '.' || f->chunked)
+			break;
+		content(f, e, c);
+		f->state = DF_DOT;
+		return false;
+	case DF_MID:
+		break;
+	case DF_CR:
+		if (c == '\n') {
+			put(f, e, f->chunked ? "\n" : "\r\n", f->chunked ? 1 : 2);
+			line_end(f);
+			return false;
+		}
+		bare(f, e, "");
+		return step(f, e, c);
+	case DF_DOT:
+		if (c == '\r') {
+			f->state = DF_DOT_CR;
+			return false;
+		}
+		if (c == '\n') {
+			bare(f, e, ".");
+			return false;
+		}
+		break;
+	case DF_DOT_CR:
+		if (c == '\n') {
+			put(f, e, "\r\n", 2);
+			line_end(f);
+			return true;
+		}
+		bare(f, e, ".");
+		return step(f, e, c);
+	}
+	step_mid(f, e, c);
+	return false;
+}
+
+size_t smtp_data_filter(struct smtp_data_filter *f, const char *in, size_t len, struct iobuf *out, bool *done)
+{
+	struct emitter e = {.out = out};
+	size_t i = 0;
+
+	*done = false;
+	while (i < len && !*done)
+		*done = step(f, &e, in[i++]);
+	/* What was collected before a halt came before the offending byte: still safe. */
+	if (e.n > 0)
+		iobuf_append(out, e.buf, e.n);
+	f->bytes += i;
+	return i;
+}
+
 static bool contains_ci(const char *hay, size_t hlen, const char *needle)
 {
 	size_t nlen = strlen(needle);

@@ -108,6 +108,38 @@ void smtp_data_scan_init(struct smtp_data_scan *s);
  * ".\r\n" when *done is set). Bytes after it are not part of the message. */
 size_t smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, bool *done);
 
+/* What to do with a bare CR or LF in message content (SMTP smuggling defence). */
+enum smtp_bare_policy { SMTP_BARE_REJECT, SMTP_BARE_NORMALIZE };
+
+/* RFC 5321 4.5.3.1.6: a text line is at most 998 octets plus CRLF. */
+#define SMTP_TEXT_LINE_MAX 998
+
+/* Filters message content on its way to the relay. DATA mode finds the end of data
+ * (CRLF "." CRLF, the body start counting as a line start). With REJECT, output stops for
+ * good (halted) at the first bare CR or LF, so the relay never receives one; with NORMALIZE,
+ * each bare CR or LF goes out as CRLF, and a "." line so created is dot-stuffed, so that the
+ * relay finds the end of data exactly where this filter does. Chunked (BDAT) mode has no end
+ * marker and no dot rules, and emits a CR at once (chunk sizes are fixed); only REJECT
+ * applies to it. A line over SMTP_TEXT_LINE_MAX octets halts output too. The owner may set
+ * halted itself (e.g. for size) and the filter keeps scanning for the end. */
+struct smtp_data_filter {
+	int state;
+	enum smtp_bare_policy policy;
+	bool chunked;
+	bool halted;
+	bool bare;      /* a bare CR or LF was seen */
+	bool long_line; /* a line was longer than SMTP_TEXT_LINE_MAX */
+	size_t line_len;
+	uint64_t bytes; /* input bytes consumed */
+};
+
+void smtp_data_filter_init(struct smtp_data_filter *f, enum smtp_bare_policy policy, bool chunked);
+/* Consumes input up to and including the end of data (then *done is set) and appends what
+ * may be forwarded to out. Returns the number of input bytes consumed. */
+size_t smtp_data_filter(struct smtp_data_filter *f, const char *in, size_t len, struct iobuf *out, bool *done);
+/* Chunked mode: true when the content so far ends in a CR whose LF has not come. */
+bool smtp_data_filter_cr_pending(const struct smtp_data_filter *f);
+
 /* Returns a new string: text with every space-separated word that contains one of words[]
  * (case-insensitively) replaced by replacement. */
 char *smtp_scrub(const char *text, const char *const *words, size_t nwords, const char *replacement);

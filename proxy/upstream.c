@@ -21,10 +21,14 @@ struct upstream {
 	enum ustate state;
 	uv_getaddrinfo_t gai;
 	struct addrinfo *addrs, *next_addr;
+	size_t host;    /* index of the relay host being tried */
+	bool resolving; /* a getaddrinfo request is under way */
+	char last_error[256];
 	struct stream *stream;
 	int live; /* pending getaddrinfo + streams not yet closed; freed at 0 when closing */
 	bool closing, tls_done;
 	unsigned awaiting; /* replies owed by the relay while relaying */
+	unsigned reply_timeout_ms;
 	struct iobuf in;
 	struct smtp_reply reply;
 	struct smtp_caps caps;
@@ -39,10 +43,11 @@ struct state_entry {
 };
 
 static void enter_state(struct upstream *u, enum ustate next);
-static void try_next_address(struct upstream *u, const char *why);
+static void attempt_failed(struct upstream *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static const struct stream_ops stream_ops;
 
-/* Reports the failure once; the owner decides how the client hears of it. */
+/* Reports the failure once, then closes: the owner decides how the client hears of it, and
+ * gets on_closed later. */
 static void fail(struct upstream *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(struct upstream *u, const char *fmt, ...)
 {
@@ -58,7 +63,12 @@ static void fail(struct upstream *u, const char *fmt, ...)
 	if (u->stream)
 		stream_set_timer(u->stream, 0);
 	u->ops->on_failed(u->owner, why);
+	upstream_close(u, false);
 }
+
+/* Before the relay leg is ready nothing of the client's is committed: any failure moves on
+ * to the next address or host. Once ready, a failure is final. */
+#define setup_fail(u, ...) ((u)->state == U_READY ? fail(u, __VA_ARGS__) : attempt_failed(u, __VA_ARGS__))
 
 static void send_line(struct upstream *u, const char *line)
 {
@@ -84,17 +94,20 @@ static void enter_starttls(struct upstream *u)
 	stream_set_timer(u->stream, u->p.setup_timeout_ms);
 }
 
+static const struct relay_host *cur_host(const struct upstream *u) { return &u->region->hosts[u->host]; }
+
 static void enter_tls(struct upstream *u)
 {
 	const struct tenant_cfg *t = u->p.tenant;
+	const struct relay_host *h = cur_host(u);
 
 	stream_set_timer(u->stream, u->p.setup_timeout_ms);
 	if (t->skip_verification)
 		log_warn("%s: relay %s: certificate verification is skipped for tenant '%s'", u->log_id,
 			 u->addr_text, t->name);
-	const char *verify = t->skip_verification ? NULL : u->region->verify_name;
-	if (stream_start_tls_client(u->stream, u->p.ctx, u->region->sni, verify) < 0)
-		fail(u, "cannot start TLS with relay %s", u->addr_text);
+	const char *verify = t->skip_verification ? NULL : h->verify_name;
+	if (stream_start_tls_client(u->stream, u->p.ctx, h->sni, verify) < 0)
+		attempt_failed(u, "cannot start TLS with relay %s", u->addr_text);
 }
 
 static void enter_ready(struct upstream *u)
@@ -108,22 +121,22 @@ static void enter_ready(struct upstream *u)
 static void reply_banner(struct upstream *u, const struct smtp_reply *r)
 {
 	if (r->code != 220)
-		return fail(u, "relay %s greeted with %d", u->addr_text, r->code);
+		return attempt_failed(u, "relay %s greeted with %d", u->addr_text, r->code);
 	enter_state(u, U_EHLO);
 }
 
 static void reply_ehlo(struct upstream *u, const struct smtp_reply *r)
 {
 	if (r->code != 250)
-		return fail(u, "relay %s rejected EHLO with %d", u->addr_text, r->code);
+		return attempt_failed(u, "relay %s rejected EHLO with %d", u->addr_text, r->code);
 	smtp_caps_parse(r, &u->caps);
 	if (u->tls_done)
 		return enter_state(u, U_READY);
 	if (u->caps.starttls)
 		return enter_state(u, U_STARTTLS);
 	if (u->p.tenant->require_tls)
-		return fail(u, "relay %s does not offer STARTTLS and tenant '%s' requires TLS", u->addr_text,
-			    u->p.tenant->name);
+		return attempt_failed(u, "relay %s does not offer STARTTLS and tenant '%s' requires TLS",
+				      u->addr_text, u->p.tenant->name);
 	log_warn("%s: relay %s does not offer STARTTLS: relaying in plaintext (require_tls = false)",
 		 u->log_id, u->addr_text);
 	enter_state(u, U_READY);
@@ -134,9 +147,10 @@ static void reply_ehlo(struct upstream *u, const struct smtp_reply *r)
 static void reply_starttls(struct upstream *u, const struct smtp_reply *r)
 {
 	if (r->code != 220)
-		return fail(u, "relay %s refused STARTTLS with %d", u->addr_text, r->code);
+		return attempt_failed(u, "relay %s refused STARTTLS with %d", u->addr_text, r->code);
 	if (iobuf_avail(&u->in) > 0)
-		return fail(u, "relay %s sent data after its STARTTLS reply (injection attempt)", u->addr_text);
+		return attempt_failed(u, "relay %s sent data after its STARTTLS reply (injection attempt)",
+				      u->addr_text);
 	enter_state(u, U_TLS);
 }
 
@@ -147,7 +161,7 @@ static void reply_ready(struct upstream *u, const struct smtp_reply *r)
 	if (--u->awaiting == 0)
 		stream_set_timer(u->stream, 0);
 	else
-		stream_set_timer(u->stream, u->p.reply_timeout_ms);
+		stream_set_timer(u->stream, u->reply_timeout_ms);
 	u->ops->on_reply(u->owner, r);
 }
 
@@ -175,13 +189,13 @@ static void on_line(struct upstream *u, const char *line, size_t len)
 	enum smtp_reply_status st = smtp_reply_feed(&u->reply, line, len);
 
 	if (st == SMTP_REPLY_BAD)
-		return fail(u, "relay %s sent a malformed reply", u->addr_text);
+		return setup_fail(u, "relay %s sent a malformed reply", u->addr_text);
 	if (st == SMTP_REPLY_MORE)
 		return;
 	if (states[u->state].reply)
 		states[u->state].reply(u, &u->reply);
 	else
-		fail(u, "relay %s replied %d out of turn", u->addr_text, u->reply.code);
+		setup_fail(u, "relay %s replied %d out of turn", u->addr_text, u->reply.code);
 	smtp_reply_clear(&u->reply);
 }
 
@@ -197,8 +211,8 @@ static void up_on_data(void *owner, const char *buf, size_t len)
 		on_line(u, line, smtp_line_strip(line, n));
 		free(line);
 	}
-	if (u->state != U_DEAD && iobuf_avail(&u->in) > SMTP_REPLY_LINE_MAX)
-		fail(u, "relay %s sent an over-long reply line", u->addr_text);
+	if (u->state != U_DEAD && !u->closing && iobuf_avail(&u->in) > SMTP_REPLY_LINE_MAX)
+		setup_fail(u, "relay %s sent an over-long reply line", u->addr_text);
 }
 
 static void up_on_connect(void *owner, int status)
@@ -206,7 +220,7 @@ static void up_on_connect(void *owner, int status)
 	struct upstream *u = owner;
 
 	if (status < 0)
-		return try_next_address(u, uv_strerror(status));
+		return attempt_failed(u, "connect to relay %s: %s", u->addr_text, uv_strerror(status));
 	log_debug("%s: connected to relay %s", u->log_id, u->addr_text);
 	enter_state(u, u->region->tls == TLS_MODE_IMPLICIT ? U_TLS : U_BANNER);
 }
@@ -216,7 +230,7 @@ static void up_on_tls(void *owner, int status)
 	struct upstream *u = owner;
 
 	if (status < 0)
-		return fail(u, "TLS with relay %s failed: %s", u->addr_text, stream_tls_error(u->stream));
+		return attempt_failed(u, "TLS with relay %s failed: %s", u->addr_text, stream_tls_error(u->stream));
 	u->tls_done = true;
 	/* After STARTTLS the relay's state is reset and it must be asked for EHLO again. */
 	enter_state(u, u->region->tls == TLS_MODE_IMPLICIT ? U_BANNER : U_EHLO);
@@ -226,19 +240,15 @@ static void up_on_error(void *owner, int status)
 {
 	struct upstream *u = owner;
 
-	if (u->state == U_CONNECT)
-		return try_next_address(u, uv_strerror(status));
-	fail(u, "relay %s closed the connection (%s)", u->addr_text,
-	     status == UV_EOF ? "end of stream" : uv_strerror(status));
+	setup_fail(u, "relay %s closed the connection (%s)", u->addr_text,
+		   status == UV_EOF ? "end of stream" : uv_strerror(status));
 }
 
 static void up_on_timeout(void *owner)
 {
 	struct upstream *u = owner;
 
-	if (u->state == U_CONNECT)
-		return try_next_address(u, "connect timed out");
-	fail(u, "relay %s timed out in state %s", u->addr_text, states[u->state].name);
+	setup_fail(u, "relay %s timed out in state %s", u->addr_text, states[u->state].name);
 }
 
 static void up_on_drain(void *owner)
@@ -299,16 +309,22 @@ static void addr_to_text(const struct sockaddr *sa, char *buf, size_t len)
 	}
 }
 
-/* Each address gets its own stream and the connect timeout; the old stream is closed first. */
-static void try_next_address(struct upstream *u, const char *why)
+static void resolve_host(struct upstream *u);
+
+/* Each address gets its own stream and the connect timeout; the old stream is closed first.
+ * When a host's addresses are used up, the next host is resolved. */
+static void try_next(struct upstream *u)
 {
 	drop_stream(u);
 	iobuf_clear(&u->in);
-	if (why)
-		log_info("%s: relay %s: %s", u->log_id, u->addr_text, why);
-	if (!u->next_addr)
-		return fail(u, "cannot connect to relay %s port %d: %s", u->region->host, u->region->port,
-			    why ? why : "no address");
+	smtp_reply_clear(&u->reply);
+	u->tls_done = false;
+	if (!u->next_addr) {
+		if (++u->host < u->region->nhosts)
+			return resolve_host(u);
+		return fail(u, "no relay of region '%s' could be used; last error: %s", u->region->name,
+			    u->last_error);
+	}
 	struct addrinfo *ai = u->next_addr;
 	u->next_addr = ai->ai_next;
 	addr_to_text(ai->ai_addr, u->addr_text, sizeof(u->addr_text));
@@ -318,58 +334,79 @@ static void try_next_address(struct upstream *u, const char *why)
 	stream_set_timer(u->stream, u->region->connect_timeout_ms);
 	int rc = stream_connect(u->stream, ai->ai_addr);
 	if (rc < 0)
-		try_next_address(u, uv_strerror(rc));
+		attempt_failed(u, "connect to relay %s: %s", u->addr_text, uv_strerror(rc));
+}
+
+static void attempt_failed(struct upstream *u, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (u->state == U_DEAD || u->closing)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(u->last_error, sizeof(u->last_error), fmt, ap);
+	va_end(ap);
+	log_warn("%s: %s", u->log_id, u->last_error);
+	try_next(u);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct upstream *u = container_of(req, struct upstream, gai);
 
+	u->resolving = false;
+	if (u->addrs)
+		uv_freeaddrinfo(u->addrs);
 	u->addrs = res;
-	if (u->closing) {
-		release(u);
-		return;
-	}
-	if (status < 0) {
-		fail(u, "cannot resolve relay %s: %s", u->region->host, uv_strerror(status));
-	} else {
-		u->next_addr = res;
-		try_next_address(u, NULL);
-	}
+	u->next_addr = res;
+	if (!u->closing && status < 0)
+		attempt_failed(u, "cannot resolve relay %s: %s", cur_host(u)->host, uv_strerror(status));
+	else if (!u->closing)
+		try_next(u);
 	release(u); /* the resolver's reference; streams hold their own */
+}
+
+static void resolve_host(struct upstream *u)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	char port[8];
+
+	snprintf(port, sizeof(port), "%d", u->region->port);
+	snprintf(u->addr_text, sizeof(u->addr_text), "%s:%d", cur_host(u)->host, u->region->port);
+	u->state = U_RESOLVE;
+	u->next_addr = NULL;
+	int rc = uv_getaddrinfo(u->p.loop, &u->gai, on_resolved, cur_host(u)->host, port, &hints);
+	if (rc < 0)
+		return attempt_failed(u, "cannot resolve relay %s: %s", cur_host(u)->host, uv_strerror(rc));
+	u->resolving = true;
+	u->live++; /* held across the resolve, released in on_resolved even when closed meanwhile */
 }
 
 struct upstream *upstream_start(const struct upstream_params *p, const struct upstream_ops *ops, void *owner)
 {
 	struct upstream *u = xcalloc(1, sizeof(*u));
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-	char port[8];
 
 	u->p = *p;
 	u->region = p->tenant->region;
 	u->ops = ops;
 	u->owner = owner;
 	u->log_id = xstrdup(p->log_id);
+	u->reply_timeout_ms = p->reply_timeout_ms;
 	iobuf_init(&u->in);
 	smtp_reply_init(&u->reply);
-	snprintf(u->addr_text, sizeof(u->addr_text), "%s:%d", u->region->host, u->region->port);
-	snprintf(port, sizeof(port), "%d", u->region->port);
-	u->state = U_RESOLVE;
-	/* One reference for the owner, one held across the resolve and released in on_resolved
-	 * even when the upstream was closed meanwhile. */
-	u->live = 2;
-	int rc = uv_getaddrinfo(p->loop, &u->gai, on_resolved, u->region->host, port, &hints);
-	if (rc < 0) {
-		log_warn("%s: cannot resolve relay %s: %s", u->log_id, u->region->host, uv_strerror(rc));
-		iobuf_free(&u->in);
-		free(u->log_id);
-		free(u);
-		return NULL;
-	}
+	u->live = 1; /* the owner's reference, dropped by upstream_close */
+	resolve_host(u);
 	return u;
 }
 
 bool upstream_is_ready(const struct upstream *u) { return u->state == U_READY; }
+
+void upstream_set_reply_timeout(struct upstream *u, unsigned ms)
+{
+	u->reply_timeout_ms = ms;
+	if (u->awaiting > 0 && u->stream)
+		stream_set_timer(u->stream, ms);
+}
 
 const struct smtp_caps *upstream_caps(const struct upstream *u) { return &u->caps; }
 
@@ -380,7 +417,7 @@ void upstream_send(struct upstream *u, const char *buf, size_t len, unsigned nre
 	stream_write(u->stream, buf, len);
 	if (nreplies > 0) {
 		if (u->awaiting == 0)
-			stream_set_timer(u->stream, u->p.reply_timeout_ms);
+			stream_set_timer(u->stream, u->reply_timeout_ms);
 		u->awaiting += nreplies;
 	}
 }
@@ -408,7 +445,7 @@ void upstream_close(struct upstream *u, bool quit)
 		return;
 	bool ready = u->state == U_READY;
 	u->closing = true;
-	if (u->state == U_RESOLVE)
+	if (u->resolving)
 		uv_cancel((uv_req_t *)&u->gai);
 	if (u->stream) {
 		if (quit && ready)

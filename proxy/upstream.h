@@ -12,8 +12,8 @@
 
 struct upstream;
 
-/* Callbacks to the owner. on_failed is final: the upstream is unusable afterwards, and the
- * owner should upstream_close() it. on_closed comes once the upstream is freed. */
+/* Callbacks to the owner. on_failed is final: the upstream closes itself right after it
+ * (calling upstream_close then is harmless). on_closed comes once the upstream is freed. */
 struct upstream_ops {
 	void (*on_ready)(void *owner);
 	void (*on_reply)(void *owner, const struct smtp_reply *r);
@@ -31,12 +31,15 @@ struct upstream_params {
 	const char *log_id;        /* the session's id, for log lines */
 };
 
-/* Returns NULL when resolving cannot even start. */
+/* Starts resolving the region's first host. Failures are reported through ops, possibly
+ * before this returns (the owner must be ready for on_failed then). */
 struct upstream *upstream_start(const struct upstream_params *p, const struct upstream_ops *ops, void *owner);
 bool upstream_is_ready(const struct upstream *u);
 const struct smtp_caps *upstream_caps(const struct upstream *u);
 /* Sends bytes verbatim; nreplies is how many replies they call for (0 for body bytes). */
 void upstream_send(struct upstream *u, const char *buf, size_t len, unsigned nreplies);
+/* Sets the timeout for the replies owed from now on (e.g. longer after the end of data). */
+void upstream_set_reply_timeout(struct upstream *u, unsigned ms);
 bool upstream_write_blocked(const struct upstream *u);
 void upstream_pause(struct upstream *u);
 void upstream_resume(struct upstream *u);
