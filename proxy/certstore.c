@@ -50,8 +50,7 @@ static bool load_servers(struct certstore *cs, char *err, size_t errlen)
 		const struct tenant_cfg *t = &cs->cfg->tenants[i];
 		cs->server[i] = tls_server_ctx_new(t->cert, t->key, why, sizeof(why));
 		if (!cs->server[i]) {
-			snprintf(err, errlen, "%s:%d: tenant '%s': %s (cert %s, key %s)", t->src_file, t->cert_line,
-				 t->name, why, t->cert, t->key);
+			snprintf(err, errlen, "%s:%d: tenant '%s': %s", t->src_file, t->cert_line, t->name, why);
 			return false;
 		}
 	}
@@ -75,8 +74,8 @@ static bool load_clients(struct certstore *cs, char *err, size_t errlen)
 			continue;
 		*slot = tls_client_ctx_new(t->region->ca_file, !t->skip_verification, why, sizeof(why));
 		if (!*slot) {
-			snprintf(err, errlen, "%s:%d: region '%s': %s: %s", t->region->src_file, t->region->line,
-				 t->region->name, why, t->region->ca_file);
+			snprintf(err, errlen, "%s:%d: region '%s': %s", t->region->src_file, t->region->line,
+				 t->region->name, why);
 			return false;
 		}
 	}

@@ -1,6 +1,7 @@
 /* tls: wolfSSL glue (contexts, memory-buffer I/O callbacks, a step API returning OK/WANT_READ/CLOSED/ERR); knows nothing of libuv or SMTP. */
 #include "tls.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,27 @@ void tls_global_init(void) { wolfSSL_Init(); }
 
 void tls_global_cleanup(void) { wolfSSL_Cleanup(); }
 
-static void set_err(char *err, size_t errlen, const char *what, int code)
+static void set_err(char *err, size_t errlen, const char *what, const char *path, int code)
 {
-	char buf[80];
+	char buf[80] = "not valid PEM, or unsupported";
 
-	wolfSSL_ERR_error_string_n((unsigned long)code, buf, sizeof(buf));
-	snprintf(err, errlen, "%s (%s)", what, buf);
+	/* WOLFSSL_FAILURE (0) carries no detail, and the library would call it "ok". */
+	if (code != WOLFSSL_FAILURE)
+		wolfSSL_ERR_error_string_n((unsigned long)code, buf, sizeof(buf));
+	snprintf(err, errlen, "cannot load %s %s (%s)", what, path, buf);
+}
+
+/* wolfSSL says little about a file it cannot open: check that first, with errno's words. */
+static bool readable(const char *path, const char *what, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+
+	if (f) {
+		fclose(f);
+		return true;
+	}
+	snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+	return false;
 }
 
 static tls_ctx *ctx_common(WOLFSSL_METHOD *method)
@@ -64,12 +80,14 @@ tls_ctx *tls_server_ctx_new(const char *cert, const char *key, char *err, size_t
 		return NULL;
 	}
 	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
-	if ((rc = wolfSSL_CTX_use_certificate_chain_file(ctx, cert)) != WOLFSSL_SUCCESS)
-		set_err(err, errlen, "cannot load certificate chain", rc);
+	if (!readable(cert, "certificate", err, errlen) || !readable(key, "key", err, errlen))
+		;
+	else if ((rc = wolfSSL_CTX_use_certificate_chain_file(ctx, cert)) != WOLFSSL_SUCCESS)
+		set_err(err, errlen, "certificate chain", cert, rc);
 	else if ((rc = wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM)) != WOLFSSL_SUCCESS)
-		set_err(err, errlen, "cannot load private key", rc);
+		set_err(err, errlen, "private key", key, rc);
 	else if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
-		snprintf(err, errlen, "private key does not match the certificate");
+		snprintf(err, errlen, "private key %s does not match certificate %s", key, cert);
 	else
 		return ctx;
 	wolfSSL_CTX_free(ctx);
@@ -89,10 +107,14 @@ tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t 
 	wolfSSL_CTX_set_verify(ctx, verify ? WOLFSSL_VERIFY_PEER : WOLFSSL_VERIFY_NONE, NULL);
 	if (!verify)
 		return ctx;
+	if (!readable(ca_file, "CA file", err, errlen)) {
+		wolfSSL_CTX_free(ctx);
+		return NULL;
+	}
 	rc = wolfSSL_CTX_load_verify_locations(ctx, ca_file, NULL);
 	if (rc == WOLFSSL_SUCCESS)
 		return ctx;
-	set_err(err, errlen, "cannot load CA file", rc);
+	set_err(err, errlen, "CA file", ca_file, rc);
 	wolfSSL_CTX_free(ctx);
 	return NULL;
 }
