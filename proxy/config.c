@@ -24,7 +24,7 @@ static const char *const top_keys[] = {"log_level", "bare_line_endings", "listen
 static const char *const listener_keys[] = {"address", "port", "tls", "hostname", "default_tenant",
 					    "allow_plaintext_auth", NULL};
 static const char *const region_keys[] = {"name", "host", "hosts", "port", "tls", "verify_name", "ca_file",
-					  "ehlo_name", "connect_timeout", "scrub", NULL};
+					  "ehlo_name", "connect_timeout", "tls_resumption", "scrub", NULL};
 static const char *const tenant_keys[] = {"name", "hostnames", "cert", "key", "region",
 					  "require_tls", "skip_verification", NULL};
 static const char *const limits_keys[] = {
@@ -345,7 +345,8 @@ static bool parse_region(struct parse *p, const config_setting_t *g, struct regi
 		return false;
 	if (!parse_region_names(p, g, r) || !get_int(p, g, "port", 587, 1, 65535, &port) ||
 	    !get_tls_mode(p, g, &r->tls) ||
-	    !get_seconds(p, g, "connect_timeout", 10, &r->connect_timeout_ms))
+	    !get_seconds(p, g, "connect_timeout", 10, &r->connect_timeout_ms) ||
+	    !get_bool(p, g, "tls_resumption", true, &r->tls_resumption))
 		return false;
 	r->port = (int)port;
 	if (!config_setting_get_member(g, "scrub") && builtin_host(r->name))
@@ -376,6 +377,7 @@ static void add_builtin_region(struct config *cfg, const char *name)
 	r->ca_file = xstrdup(CONFIG_DEFAULT_CA_FILE);
 	r->ehlo_name = xstrdup("livery.localdomain");
 	r->connect_timeout_ms = 10000;
+	r->tls_resumption = true;
 	add_scrub_word(r, "mailgun");
 	add_scrub_word(r, r->hosts[0].host);
 }

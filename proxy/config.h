@@ -29,6 +29,7 @@ struct region_cfg {
 	char *ca_file;
 	char *ehlo_name;
 	unsigned connect_timeout_ms;
+	bool tls_resumption;
 	char **scrub; /* configured words plus every host and verify_name */
 	size_t nscrub;
 	char *src_file; /* where the region is defined (the main file for built-ins) */

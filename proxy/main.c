@@ -186,10 +186,11 @@ int main(int argc, char **argv)
 		static struct app app;
 		uv_loop_init(&app.loop);
 		app.srv = (struct server){.loop = &app.loop, .cfg = cfg, .certs = certs, .on_drained = on_drained,
-					  .per_ip = iptable_new()};
+					  .per_ip = iptable_new(), .relay_sessions = tls_session_cache_new()};
 		rc = run(&app);
 		uv_loop_close(&app.loop);
 		iptable_free(app.srv.per_ip);
+		tls_session_cache_free(app.srv.relay_sessions);
 	}
 	certstore_free(certs);
 	config_free(cfg);

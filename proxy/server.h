@@ -10,6 +10,7 @@
 #include "certstore.h"
 #include "config.h"
 #include "iptable.h"
+#include "tls.h"
 
 struct session;
 
@@ -20,6 +21,7 @@ struct server {
 	struct session *sessions; /* doubly linked through session->next/prev */
 	size_t nsessions;
 	struct iptable *per_ip; /* live sessions per client address */
+	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
 	uint64_t next_id;
 	bool draining;
 	/* Called when draining and the last session has ended. */

@@ -902,6 +902,7 @@ static void start_upstream(struct session *s)
 		.loop = s->srv->loop,
 		.tenant = s->tenant,
 		.ctx = certstore_client_ctx(s->srv->certs, s->tenant),
+		.sessions = s->tenant->region->tls_resumption ? s->srv->relay_sessions : NULL,
 		.setup_timeout_ms = lim->tls_timeout_ms,
 		.reply_timeout_ms = lim->relay_timeout_ms,
 		.log_id = s->id,

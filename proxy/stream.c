@@ -294,12 +294,14 @@ void stream_start_tls_server(struct stream *s)
 	iobuf_clear(&s->cin);
 }
 
-int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, const char *verify_name)
+int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, const char *verify_name,
+			    tls_session *resume)
 {
 	s->tls = tls_conn_new(ctx, &s->cin, tls_send, s);
 	if (!s->tls)
 		return -1;
 	tls_conn_set_client_names(s->tls, sni, verify_name);
+	tls_conn_set_session(s->tls, resume);
 	iobuf_clear(&s->cin);
 	s->tls_state = TS_HANDSHAKE;
 	tls_handshake(s);
@@ -307,6 +309,13 @@ int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, con
 }
 
 bool stream_is_tls(const struct stream *s) { return s->tls_state == TS_UP; }
+
+tls_session *stream_tls_session(const struct stream *s)
+{
+	return s->tls_state == TS_UP ? tls_conn_get_session(s->tls) : NULL;
+}
+
+bool stream_tls_resumed(const struct stream *s) { return s->tls_state == TS_UP && tls_conn_resumed(s->tls); }
 
 const char *stream_sni(const struct stream *s) { return s->sni; }
 

@@ -40,8 +40,13 @@ void stream_pause(struct stream *s);
 void stream_resume(struct stream *s);
 /* Starts a server handshake: the ClientHello's SNI picks the context via ops->select_ctx. */
 void stream_start_tls_server(struct stream *s);
-/* Starts a client handshake; verify_name NULL skips the name check (and ctx may not verify). */
-int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, const char *verify_name);
+/* Starts a client handshake; verify_name NULL skips the name check (and ctx may not verify).
+ * resume, when not NULL, is a session offered for resumption. */
+int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, const char *verify_name,
+			    tls_session *resume);
+/* Client side, once TLS is up: a new reference to the session, and whether it was resumed. */
+tls_session *stream_tls_session(const struct stream *s);
+bool stream_tls_resumed(const struct stream *s);
 bool stream_is_tls(const struct stream *s);
 /* The SNI a TLS client sent us ("" if none). */
 const char *stream_sni(const struct stream *s);

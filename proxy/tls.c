@@ -242,6 +242,92 @@ const char *tls_conn_version(struct tls_conn *c) { return wolfSSL_get_version(c-
 
 const char *tls_conn_cipher(struct tls_conn *c) { return wolfSSL_get_cipher_name(c->ssl); }
 
+void tls_conn_set_session(struct tls_conn *c, tls_session *session)
+{
+	wolfSSL_UseSessionTicket(c->ssl);
+	if (session)
+		wolfSSL_set_session(c->ssl, session);
+}
+
+tls_session *tls_conn_get_session(struct tls_conn *c) { return wolfSSL_get1_session(c->ssl); }
+
+bool tls_conn_resumed(struct tls_conn *c) { return wolfSSL_session_reused(c->ssl) == 1; }
+
+#define SESSION_CACHE_MAX 64
+
+struct cached_session {
+	struct cached_session *next;
+	char *key;
+	tls_session *session;
+};
+
+struct tls_session_cache {
+	struct cached_session *head; /* most recently stored first */
+	size_t n;
+};
+
+struct tls_session_cache *tls_session_cache_new(void) { return xcalloc(1, sizeof(struct tls_session_cache)); }
+
+static void cached_free(struct cached_session *e)
+{
+	wolfSSL_SESSION_free(e->session);
+	free(e->key);
+	free(e);
+}
+
+void tls_session_cache_free(struct tls_session_cache *cache)
+{
+	if (!cache)
+		return;
+	for (struct cached_session *e = cache->head, *next; e; e = next) {
+		next = e->next;
+		cached_free(e);
+	}
+	free(cache);
+}
+
+tls_session *tls_session_cache_get(struct tls_session_cache *cache, const char *key)
+{
+	for (struct cached_session *e = cache->head; e; e = e->next) {
+		if (strcmp(e->key, key) == 0)
+			return e->session;
+	}
+	return NULL;
+}
+
+/* Unlinks the entry for key, or with key NULL the oldest one. */
+static void cache_drop(struct tls_session_cache *cache, const char *key)
+{
+	struct cached_session **p = &cache->head, **victim = NULL;
+
+	for (; *p; p = &(*p)->next) {
+		if (key ? strcmp((*p)->key, key) == 0 : (*p)->next == NULL) {
+			victim = p;
+			break;
+		}
+	}
+	if (!victim)
+		return;
+	struct cached_session *e = *victim;
+	*victim = e->next;
+	cached_free(e);
+	cache->n--;
+}
+
+void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls_session *session)
+{
+	struct cached_session *e = xcalloc(1, sizeof(*e));
+
+	cache_drop(cache, key);
+	if (cache->n == SESSION_CACHE_MAX)
+		cache_drop(cache, NULL);
+	e->key = xstrdup(key);
+	e->session = session;
+	e->next = cache->head;
+	cache->head = e;
+	cache->n++;
+}
+
 enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap)
 {
 	const unsigned char *u = (const unsigned char *)buf;

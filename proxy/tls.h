@@ -8,7 +8,9 @@
 #include "iobuf.h"
 
 typedef struct WOLFSSL_CTX tls_ctx;
+typedef struct WOLFSSL_SESSION tls_session;
 struct tls_conn;
+struct tls_session_cache;
 
 enum tls_status { TLS_OK, TLS_WANT_READ, TLS_CLOSED, TLS_ERR };
 
@@ -41,6 +43,21 @@ void tls_conn_shutdown(struct tls_conn *c);
 const char *tls_conn_error(struct tls_conn *c);
 const char *tls_conn_version(struct tls_conn *c);
 const char *tls_conn_cipher(struct tls_conn *c);
+
+/* Client side: offer this session for resumption (before the handshake). */
+void tls_conn_set_session(struct tls_conn *c, tls_session *session);
+/* A new reference to the connection's session (ticket or ID), or NULL. */
+tls_session *tls_conn_get_session(struct tls_conn *c);
+bool tls_conn_resumed(struct tls_conn *c);
+
+/* Client sessions kept per key (context, relay address, name), so that repeat connections to
+ * a relay resume instead of doing a full handshake. Bounded; oldest entries go first. */
+struct tls_session_cache *tls_session_cache_new(void);
+void tls_session_cache_free(struct tls_session_cache *cache);
+/* The cached session for key (still owned by the cache), or NULL. */
+tls_session *tls_session_cache_get(struct tls_session_cache *cache, const char *key);
+/* Stores session under key, taking over the reference. */
+void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls_session *session);
 
 enum tls_peek { TLS_PEEK_NEED_MORE, TLS_PEEK_DONE, TLS_PEEK_NOT_TLS };
 /* Looks for SNI in the first TLS record of buf. On DONE, sni holds the name or "" if none. */

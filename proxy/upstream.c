@@ -33,6 +33,7 @@ struct upstream {
 	struct smtp_reply reply;
 	struct smtp_caps caps;
 	char addr_text[64];
+	char session_key[384];
 	char *log_id;
 };
 
@@ -96,6 +97,13 @@ static void enter_starttls(struct upstream *u)
 
 static const struct relay_host *cur_host(const struct upstream *u) { return &u->region->hosts[u->host]; }
 
+/* Sessions are only resumed with the context (so the verification policy), address and
+ * name they were made with. */
+static void session_key(const struct upstream *u, char *buf, size_t len)
+{
+	snprintf(buf, len, "%p|%s|%s", (void *)u->p.ctx, u->addr_text, cur_host(u)->sni);
+}
+
 static void enter_tls(struct upstream *u)
 {
 	const struct tenant_cfg *t = u->p.tenant;
@@ -106,15 +114,27 @@ static void enter_tls(struct upstream *u)
 		log_warn("%s: relay %s: certificate verification is skipped for tenant '%s'", u->log_id,
 			 u->addr_text, t->name);
 	const char *verify = t->skip_verification ? NULL : h->verify_name;
-	if (stream_start_tls_client(u->stream, u->p.ctx, h->sni, verify) < 0)
+	session_key(u, u->session_key, sizeof(u->session_key));
+	tls_session *resume = u->p.sessions ? tls_session_cache_get(u->p.sessions, u->session_key) : NULL;
+	if (stream_start_tls_client(u->stream, u->p.ctx, h->sni, verify, resume) < 0)
 		attempt_failed(u, "cannot start TLS with relay %s", u->addr_text);
+}
+
+/* By now a TLS 1.3 ticket has come with the EHLO reply, and a TLS 1.2 session is set. */
+static void remember_session(struct upstream *u)
+{
+	tls_session *sess = u->p.sessions && u->tls_done ? stream_tls_session(u->stream) : NULL;
+
+	if (sess)
+		tls_session_cache_put(u->p.sessions, u->session_key, sess);
 }
 
 static void enter_ready(struct upstream *u)
 {
 	stream_set_timer(u->stream, 0);
-	log_debug("%s: relay %s ready (%s %s)", u->log_id, u->addr_text, stream_tls_version(u->stream),
-		  stream_tls_cipher(u->stream));
+	remember_session(u);
+	log_debug("%s: relay %s ready (%s %s%s)", u->log_id, u->addr_text, stream_tls_version(u->stream),
+		  stream_tls_cipher(u->stream), stream_tls_resumed(u->stream) ? ", resumed" : "");
 	u->ops->on_ready(u->owner);
 }
 

@@ -26,6 +26,7 @@ struct upstream_params {
 	uv_loop_t *loop;
 	const struct tenant_cfg *tenant;
 	tls_ctx *ctx;
+	struct tls_session_cache *sessions; /* NULL: no resumption */
 	unsigned setup_timeout_ms; /* TLS handshake and each setup reply */
 	unsigned reply_timeout_ms; /* each reply while relaying */
 	const char *log_id;        /* the session's id, for log lines */
