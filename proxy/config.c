@@ -32,6 +32,19 @@ static const char *const limits_keys[] = {
 	"max_bad_commands", "command_timeout", "data_timeout", "relay_timeout", "relay_data_timeout",
 	"tls_timeout", NULL};
 
+/* The file a setting came from. libconfig names an @include'd file as written, relative to
+ * the include directory (the main file's), so it is made relative to where we run instead. */
+static char *source_file(const struct parse *p, const config_setting_t *s)
+{
+	const char *file = s ? config_setting_source_file(s) : NULL;
+
+	if (!file || strcmp(file, p->cfg->path) == 0)
+		return xstrdup(p->cfg->path);
+	if (file[0] == '/')
+		return xstrdup(file);
+	return xasprintf("%s/%s", p->dir, file);
+}
+
 /* Records the first error only: later ones are usually consequences of it. */
 static bool fail(struct parse *p, const config_setting_t *s, const char *fmt, ...)
 {
@@ -44,9 +57,10 @@ static bool fail(struct parse *p, const config_setting_t *s, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	const char *file = s ? config_setting_source_file(s) : NULL;
+	char *file = source_file(p, s);
 	int line = s ? (int)config_setting_source_line(s) : 0;
-	snprintf(p->err, p->errlen, "%s:%d: %s", file ? file : p->cfg->path, line, msg);
+	snprintf(p->err, p->errlen, "%s:%d: %s", file, line, msg);
+	free(file);
 	return false;
 }
 
@@ -315,7 +329,10 @@ static bool parse_region_hosts(struct parse *p, const config_setting_t *g, struc
 	if (get_string(p, g, "verify_name", "", &verify) && vs && !name_normalize(verify, strlen(verify), norm, false))
 		fail(p, vs, "'verify_name' is not a valid host name: %s", verify);
 	for (size_t i = 0; i < n && !p->failed; i++) {
-		if (!vs && is_ip_literal(hosts[i]))
+		if (!is_ip_literal(hosts[i]) && !name_normalize(hosts[i], strlen(hosts[i]), norm, false))
+			fail(p, one ? one : config_setting_get_member(g, "hosts"),
+			     "'%s' is not a valid host name or IP literal", hosts[i]);
+		else if (!vs && is_ip_literal(hosts[i]))
 			fail(p, g, "'verify_name' is required when a relay host is an IP literal (%s)", hosts[i]);
 		else
 			add_host(r, hosts[i], vs ? verify : NULL);
@@ -337,9 +354,7 @@ static bool parse_region(struct parse *p, const config_setting_t *g, struct regi
 	char **words;
 	size_t nwords;
 
-	const char *file = config_setting_source_file(g);
-
-	r->src_file = xstrdup(file ? file : p->cfg->path);
+	r->src_file = source_file(p, g);
 	r->line = (int)config_setting_source_line(g);
 	if (!check_keys(p, g, region_keys, "region") || !get_string(p, g, "name", NULL, &r->name))
 		return false;
@@ -454,8 +469,7 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 		return fail(p, config_setting_get_member(g, "region"), "tenant '%s' names unknown region '%s'",
 			    t->name, config_setting_get_string(config_setting_get_member(g, "region")));
 	const config_setting_t *cert = config_setting_get_member(g, "cert");
-	const char *file = config_setting_source_file(cert);
-	t->src_file = xstrdup(file ? file : p->cfg->path);
+	t->src_file = source_file(p, cert);
 	t->cert_line = (int)config_setting_source_line(cert);
 	return get_bool(p, g, "require_tls", true, &t->require_tls) &&
 	       get_bool(p, g, "skip_verification", false, &t->skip_verification);

@@ -104,7 +104,8 @@ size_t smtp_enhanced_code_len(const char *t)
 {
 	size_t i = 0;
 
-	if (t[0] < '2' || t[0] > '5' || t[1] != '.')
+	/* RFC 3463: the class is 2 (success), 4 (persistent transient) or 5 (permanent). */
+	if ((t[0] != '2' && t[0] != '4' && t[0] != '5') || t[1] != '.')
 		return 0;
 	i = 2;
 	for (int part = 0; part < 2; part++) {
@@ -278,62 +279,6 @@ bool smtp_bdat_parse(const char *arg, size_t len, uint64_t *size, bool *last)
 		return false;
 	*last = true;
 	return true;
-}
-
-enum { DS_LINE_START, DS_MID, DS_CR, DS_DOT, DS_DOT_CR };
-
-void smtp_data_scan_init(struct smtp_data_scan *s)
-{
-	memset(s, 0, sizeof(*s));
-	s->state = DS_LINE_START;
-}
-
-/* One byte in the middle of a line: only CRLF ends it; lone CR or LF are noted. */
-static int scan_mid(struct smtp_data_scan *s, char c)
-{
-	if (c == '\r')
-		return DS_CR;
-	if (c == '\n')
-		s->bare_lf = true;
-	return DS_MID;
-}
-
-size_t smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, bool *done)
-{
-	*done = false;
-	for (size_t i = 0; i < len; i++) {
-		char c = buf[i];
-		switch (s->state) {
-		case DS_LINE_START:
-			s->state = c == '.' ? DS_DOT : scan_mid(s, c);
-			break;
-		case DS_MID:
-			s->state = scan_mid(s, c);
-			break;
-		case DS_CR:
-			if (c == '\n') {
-				s->state = DS_LINE_START;
-			} else {
-				s->bare_cr = true;
-				s->state = scan_mid(s, c);
-			}
-			break;
-		case DS_DOT:
-			s->state = c == '\r' ? DS_DOT_CR : scan_mid(s, c);
-			break;
-		case DS_DOT_CR:
-			if (c == '\n') {
-				s->bytes += i + 1;
-				*done = true;
-				return i + 1;
-			}
-			s->bare_cr = true;
-			s->state = scan_mid(s, c);
-			break;
-		}
-	}
-	s->bytes += len;
-	return len;
 }
 
 enum { DF_LINE_START, DF_MID, DF_CR, DF_DOT, DF_DOT_CR };

@@ -95,19 +95,6 @@ bool smtp_mail_size_param(const char *arg, size_t len, uint64_t *size);
 /* Parses "BDAT <size> [LAST]". */
 bool smtp_bdat_parse(const char *arg, size_t len, uint64_t *size, bool *last);
 
-/* Incremental scanner for the end of a DATA body (CRLF "." CRLF, where the body start counts
- * as a line start), also noting bare CR and bare LF for smuggling defences. */
-struct smtp_data_scan {
-	int state;
-	uint64_t bytes;
-	bool bare_lf, bare_cr;
-};
-
-void smtp_data_scan_init(struct smtp_data_scan *s);
-/* Scans buf; returns the number of bytes belonging to the body (including the terminating
- * ".\r\n" when *done is set). Bytes after it are not part of the message. */
-size_t smtp_data_scan(struct smtp_data_scan *s, const char *buf, size_t len, bool *done);
-
 /* What to do with a bare CR or LF in message content (SMTP smuggling defence). */
 enum smtp_bare_policy { SMTP_BARE_REJECT, SMTP_BARE_NORMALIZE };
 
