@@ -19,8 +19,8 @@ struct parse {
 	bool failed;
 };
 
-static const char *const top_keys[] = {"log_level", "bare_line_endings", "listeners", "regions",
-				       "tenants", "limits", NULL};
+static const char *const top_keys[] = {"log_level", "workers", "bare_line_endings", "listeners",
+				       "regions", "tenants", "limits", NULL};
 static const char *const listener_keys[] = {"address", "port", "tls", "hostname", "default_tenant",
 					    "allow_plaintext_auth", NULL};
 static const char *const region_keys[] = {"name", "host", "hosts", "port", "tls", "verify_name", "ca_file",
@@ -597,8 +597,11 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "log_level"),
 			    "'log_level' must be \"error\", \"warn\", \"info\" or \"debug\"");
-	if (!get_string(p, root, "bare_line_endings", "reject", &level))
+	long long workers;
+	if (!get_int(p, root, "workers", 1, 1, 64, &workers) ||
+	    !get_string(p, root, "bare_line_endings", "reject", &level))
 		return false;
+	p->cfg->workers = (unsigned)workers;
 	p->cfg->bare_line_endings = strcmp(level, "normalize") == 0 ? SMTP_BARE_NORMALIZE : SMTP_BARE_REJECT;
 	ok = strcmp(level, "normalize") == 0 || strcmp(level, "reject") == 0;
 	free(level);

@@ -74,6 +74,7 @@ struct config {
 	char *path;
 	enum log_level log_level;
 	enum smtp_bare_policy bare_line_endings;
+	unsigned workers;
 	struct listener_cfg *listeners;
 	size_t nlisteners;
 	struct region_cfg *regions;

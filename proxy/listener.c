@@ -1,7 +1,9 @@
 /* listener: bound listening sockets for one event loop; accepts connections and hands each to a new session. */
 #include "listener.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +39,18 @@ static void on_connection(uv_stream_t *h, int status)
 	session_start(l->srv, l->cfg, h);
 }
 
+/* libuv 1.44 has no UV_TCP_REUSEPORT: each worker's socket gets SO_REUSEPORT itself, and the
+ * kernel spreads connections over the workers. */
+static int set_reuse_port(uv_tcp_t *tcp)
+{
+	uv_os_fd_t fd;
+	int one = 1;
+
+	if (uv_fileno((uv_handle_t *)tcp, &fd) != 0)
+		return UV_EINVAL;
+	return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0 ? 0 : uv_translate_sys_error(errno);
+}
+
 static int bind_one(struct listener *l, uv_loop_t *loop)
 {
 	struct sockaddr_storage ss;
@@ -46,6 +60,8 @@ static int bind_one(struct listener *l, uv_loop_t *loop)
 
 	if (rc == 0)
 		rc = uv_tcp_init_ex(loop, &l->tcp, v6 ? AF_INET6 : AF_INET);
+	if (rc == 0 && l->srv->reuse_port)
+		rc = set_reuse_port(&l->tcp);
 	if (rc < 0)
 		return rc;
 	/* An IPv6 wildcard must not take the IPv4 port that another listener may bind. */
@@ -86,8 +102,9 @@ struct listeners *listeners_open(struct server *srv, char *err, size_t errlen)
 			listeners_close(ls);
 			return NULL;
 		}
-		log_info("listening on %s port %d (%s, %s)", l->cfg->address, l->cfg->port,
-			 config_tls_mode_name(l->cfg->tls), l->cfg->hostname);
+		if (srv->worker == 0)
+			log_info("listening on %s port %d (%s, %s)", l->cfg->address, l->cfg->port,
+				 config_tls_mode_name(l->cfg->tls), l->cfg->hostname);
 	}
 	return ls;
 }

@@ -1,6 +1,7 @@
-/* main: command line, configuration loading, signals, the event loop, and drain on shutdown; no SMTP and no wolfSSL here. */
+/* main: command line, configuration loading, signals, worker threads (one event loop each), and drain on shutdown; no SMTP and no wolfSSL here. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #include "tls.h"
 #include "util.h"
 
-#define LIVERY_VERSION "0.1.0"
+#define LIVERY_VERSION "0.2.0"
 /* How long sessions may go on after SIGTERM before they are ended with a 421. */
 #define DRAIN_TIMEOUT_MS 10000
 
@@ -36,7 +37,8 @@ static const char usage[] =
 	"\n"
 	"Exit status: 0 on success, 1 on a runtime error (e.g. a port cannot be bound),\n"
 	"2 on a usage or configuration error. SIGTERM or SIGINT stops accepting, lets\n"
-	"sessions finish for up to 10 seconds, then ends them with 421.\n";
+	"sessions finish for up to 10 seconds, then ends them with 421; a second signal\n"
+	"ends them at once.\n";
 
 struct options {
 	const char *config;
@@ -44,12 +46,30 @@ struct options {
 	bool check;
 };
 
-struct app {
+enum worker_command { CMD_NONE, CMD_DRAIN, CMD_END_SESSIONS };
+
+/* One event loop and everything on it; the main thread only watches signals. */
+struct worker {
 	uv_loop_t loop;
 	struct server srv;
 	struct listeners *listeners;
-	uv_signal_t sigterm, sigint;
+	uv_async_t wake;
 	uv_timer_t drain_timer;
+	uv_thread_t thread;
+	atomic_int command;
+	bool wake_closed; /* under app->wake_lock: no uv_async_send once the handle closes */
+	struct app *app;
+};
+
+struct app {
+	uv_loop_t loop;
+	uv_signal_t sigterm, sigint;
+	uv_async_t worker_done;
+	atomic_int workers_running;
+	bool signalled;
+	uv_mutex_t wake_lock;
+	struct worker *workers;
+	unsigned nworkers;
 };
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -85,73 +105,172 @@ static void close_handle(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* ---- in a worker's thread ---- */
+
 static void on_drained(struct server *srv)
 {
-	struct app *app = container_of(srv, struct app, srv);
+	struct worker *w = container_of(srv, struct worker, srv);
 
-	log_info("all sessions ended; exiting");
-	uv_walk(&app->loop, close_handle, NULL);
+	uv_mutex_lock(&w->app->wake_lock);
+	w->wake_closed = true;
+	uv_walk(&w->loop, close_handle, NULL); /* the loop, and so the thread, then ends */
+	uv_mutex_unlock(&w->app->wake_lock);
 }
 
-static void end_all_sessions(struct app *app)
+static void end_all_sessions(struct worker *w)
 {
-	struct session *s = app->srv.sessions;
+	struct session *s = w->srv.sessions;
 
 	while (s) {
 		struct session *next = session_next(s);
-		session_shutdown(s); /* may not free s now: it frees itself once its handles close */
+		session_shutdown(s); /* does not free s now: it frees itself once its handles close */
 		s = next;
 	}
 }
 
 static void on_drain_timeout(uv_timer_t *t)
 {
-	struct app *app = container_of(t, struct app, drain_timer);
+	struct worker *w = container_of(t, struct worker, drain_timer);
 
-	log_warn("drain timeout: ending %zu sessions", app->srv.nsessions);
-	end_all_sessions(app);
+	log_warn("drain timeout: ending %zu sessions", w->srv.nsessions);
+	end_all_sessions(w);
+}
+
+static void start_drain(struct worker *w)
+{
+	if (w->srv.draining)
+		return;
+	w->srv.draining = true;
+	listeners_close(w->listeners);
+	w->listeners = NULL;
+	if (w->srv.nsessions == 0)
+		on_drained(&w->srv);
+	else
+		uv_timer_start(&w->drain_timer, on_drain_timeout, DRAIN_TIMEOUT_MS, 0);
+}
+
+static void on_wake(uv_async_t *a)
+{
+	struct worker *w = container_of(a, struct worker, wake);
+	int cmd = atomic_exchange(&w->command, CMD_NONE);
+
+	if (cmd == CMD_END_SESSIONS) {
+		start_drain(w);
+		end_all_sessions(w);
+	} else if (cmd == CMD_DRAIN) {
+		start_drain(w);
+	}
+}
+
+static void worker_run(void *arg)
+{
+	struct worker *w = arg;
+
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	atomic_fetch_sub(&w->app->workers_running, 1);
+	uv_async_send(&w->app->worker_done);
+}
+
+/* Runs in the main thread before the worker's thread starts, so bind errors are reported
+ * before livery says it is ready. */
+static int worker_init(struct worker *w, struct app *app, int index, const struct config *cfg,
+		       const struct certstore *certs)
+{
+	char err[512];
+
+	w->app = app;
+	uv_loop_init(&w->loop);
+	w->srv = (struct server){.loop = &w->loop, .cfg = cfg, .certs = certs, .on_drained = on_drained,
+				 .worker = index, .reuse_port = cfg->workers > 1,
+				 .per_ip = iptable_new(), .relay_sessions = tls_session_cache_new()};
+	uv_async_init(&w->loop, &w->wake, on_wake);
+	uv_timer_init(&w->loop, &w->drain_timer);
+	w->listeners = listeners_open(&w->srv, err, sizeof(err));
+	if (w->listeners)
+		return 0;
+	log_error("%s", err);
+	return -1;
+}
+
+static void worker_free(struct worker *w)
+{
+	uv_walk(&w->loop, close_handle, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&w->loop);
+	iptable_free(w->srv.per_ip);
+	tls_session_cache_free(w->srv.relay_sessions);
+}
+
+/* ---- in the main thread ---- */
+
+static void tell_workers(struct app *app, enum worker_command cmd)
+{
+	uv_mutex_lock(&app->wake_lock);
+	for (unsigned i = 0; i < app->nworkers; i++) {
+		atomic_store(&app->workers[i].command, cmd);
+		if (!app->workers[i].wake_closed)
+			uv_async_send(&app->workers[i].wake);
+	}
+	uv_mutex_unlock(&app->wake_lock);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
 	struct app *app = sig->data;
 
-	if (app->srv.draining) {
-		log_warn("second signal: ending %zu sessions now", app->srv.nsessions);
-		end_all_sessions(app);
+	if (app->signalled) {
+		log_warn("second signal: ending all sessions now");
+		tell_workers(app, CMD_END_SESSIONS);
 		return;
 	}
-	log_info("signal %d: no longer accepting; draining %zu sessions", signum, app->srv.nsessions);
-	app->srv.draining = true;
-	listeners_close(app->listeners);
-	app->listeners = NULL;
-	if (app->srv.nsessions == 0) {
-		on_drained(&app->srv);
-		return;
-	}
-	uv_timer_start(&app->drain_timer, on_drain_timeout, DRAIN_TIMEOUT_MS, 0);
+	app->signalled = true;
+	log_info("signal %d: no longer accepting; draining sessions", signum);
+	tell_workers(app, CMD_DRAIN);
 }
 
-static int run(struct app *app)
+static void on_worker_done(uv_async_t *a)
 {
-	char err[512];
+	struct app *app = container_of(a, struct app, worker_done);
 
-	app->listeners = listeners_open(&app->srv, err, sizeof(err));
-	if (!app->listeners) {
-		log_error("%s", err);
+	if (atomic_load(&app->workers_running) == 0) {
+		log_info("all sessions ended; exiting");
 		uv_walk(&app->loop, close_handle, NULL);
-		uv_run(&app->loop, UV_RUN_DEFAULT);
-		return 1;
 	}
-	uv_signal_init(&app->loop, &app->sigterm);
-	uv_signal_init(&app->loop, &app->sigint);
-	uv_timer_init(&app->loop, &app->drain_timer);
-	app->sigterm.data = app->sigint.data = app;
-	uv_signal_start(&app->sigterm, on_signal, SIGTERM);
-	uv_signal_start(&app->sigint, on_signal, SIGINT);
-	log_info("ready");
+}
+
+static int run(struct app *app, const struct config *cfg, const struct certstore *certs)
+{
+	app->nworkers = cfg->workers;
+	app->workers = xcalloc(app->nworkers, sizeof(struct worker));
+	uv_loop_init(&app->loop);
+	uv_mutex_init(&app->wake_lock);
+	int rc = 0;
+	unsigned n = 0;
+	for (; n < app->nworkers && rc == 0; n++)
+		rc = worker_init(&app->workers[n], app, (int)n, cfg, certs);
+	if (rc == 0) {
+		uv_signal_init(&app->loop, &app->sigterm);
+		uv_signal_init(&app->loop, &app->sigint);
+		uv_async_init(&app->loop, &app->worker_done, on_worker_done);
+		app->sigterm.data = app->sigint.data = app;
+		uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+		uv_signal_start(&app->sigint, on_signal, SIGINT);
+		atomic_store(&app->workers_running, (int)n);
+		for (unsigned i = 0; i < n; i++)
+			uv_thread_create(&app->workers[i].thread, worker_run, &app->workers[i]);
+		log_info("ready (%u worker%s)", n, n == 1 ? "" : "s");
+		uv_run(&app->loop, UV_RUN_DEFAULT);
+		for (unsigned i = 0; i < n; i++)
+			uv_thread_join(&app->workers[i].thread);
+	}
+	for (unsigned i = 0; i < n; i++)
+		worker_free(&app->workers[i]);
+	uv_walk(&app->loop, close_handle, NULL);
 	uv_run(&app->loop, UV_RUN_DEFAULT);
-	return 0;
+	uv_loop_close(&app->loop);
+	uv_mutex_destroy(&app->wake_lock);
+	free(app->workers);
+	return rc == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -184,13 +303,7 @@ int main(int argc, char **argv)
 		/* libuv does not ignore SIGPIPE, and a peer closing mid-write must not kill us. */
 		signal(SIGPIPE, SIG_IGN);
 		static struct app app;
-		uv_loop_init(&app.loop);
-		app.srv = (struct server){.loop = &app.loop, .cfg = cfg, .certs = certs, .on_drained = on_drained,
-					  .per_ip = iptable_new(), .relay_sessions = tls_session_cache_new()};
-		rc = run(&app);
-		uv_loop_close(&app.loop);
-		iptable_free(app.srv.per_ip);
-		tls_session_cache_free(app.srv.relay_sessions);
+		rc = run(&app, cfg, certs);
 	}
 	certstore_free(certs);
 	config_free(cfg);

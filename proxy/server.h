@@ -23,6 +23,8 @@ struct server {
 	struct iptable *per_ip; /* live sessions per client address */
 	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
 	uint64_t next_id;
+	int worker;         /* index of the worker (event loop) this server runs in */
+	bool reuse_port;    /* several workers bind the same ports */
 	bool draining;
 	/* Called when draining and the last session has ended. */
 	void (*on_drained)(struct server *srv);

@@ -1084,7 +1084,7 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 	s->lcfg = lcfg;
 	s->tenant = lcfg->default_tenant;
 	snprintf(s->brand, sizeof(s->brand), "%s", lcfg->hostname);
-	snprintf(s->id, sizeof(s->id), "s%" PRIu64, ++srv->next_id);
+	snprintf(s->id, sizeof(s->id), "w%ds%" PRIu64, srv->worker, ++srv->next_id);
 	iobuf_init(&s->in);
 	iobuf_init(&s->fwd);
 	s->next = srv->sessions;
