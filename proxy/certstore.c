@@ -48,9 +48,11 @@ static bool load_servers(struct certstore *cs, char *err, size_t errlen)
 
 	for (size_t i = 0; i < cs->cfg->ntenants; i++) {
 		const struct tenant_cfg *t = &cs->cfg->tenants[i];
-		cs->server[i] = tls_server_ctx_new(t->cert, t->key, why, sizeof(why));
+		bool key_at_fault;
+		cs->server[i] = tls_server_ctx_new(t->cert, t->key, &key_at_fault, why, sizeof(why));
 		if (!cs->server[i]) {
-			snprintf(err, errlen, "%s:%d: tenant '%s': %s", t->src_file, t->cert_line, t->name, why);
+			snprintf(err, errlen, "%s:%d: tenant '%s': %s", key_at_fault ? t->key_src_file : t->src_file,
+				 key_at_fault ? t->key_line : t->cert_line, t->name, why);
 			return false;
 		}
 	}

@@ -469,8 +469,11 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 		return fail(p, config_setting_get_member(g, "region"), "tenant '%s' names unknown region '%s'",
 			    t->name, config_setting_get_string(config_setting_get_member(g, "region")));
 	const config_setting_t *cert = config_setting_get_member(g, "cert");
+	const config_setting_t *key = config_setting_get_member(g, "key");
 	t->src_file = source_file(p, cert);
 	t->cert_line = (int)config_setting_source_line(cert);
+	t->key_src_file = source_file(p, key);
+	t->key_line = (int)config_setting_source_line(key);
 	return get_bool(p, g, "require_tls", true, &t->require_tls) &&
 	       get_bool(p, g, "skip_verification", false, &t->skip_verification);
 }
@@ -665,6 +668,7 @@ void config_free(struct config *cfg)
 		free(t->cert);
 		free(t->key);
 		free(t->src_file);
+		free(t->key_src_file);
 	}
 	for (size_t i = 0; i < cfg->nregions; i++)
 		region_free(&cfg->regions[i]);

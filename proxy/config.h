@@ -46,6 +46,8 @@ struct tenant_cfg {
 	bool skip_verification;
 	char *src_file; /* where cert is set, for errors found when loading it */
 	int cert_line;
+	char *key_src_file; /* where key is set */
+	int key_line;
 };
 
 struct listener_cfg {

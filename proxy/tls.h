@@ -20,8 +20,10 @@ typedef void (*tls_send_fn)(void *arg, const char *buf, size_t len);
 void tls_global_init(void);
 void tls_global_cleanup(void);
 
-/* A server context for one certificate chain + key. NULL with a message in err on failure. */
-tls_ctx *tls_server_ctx_new(const char *cert, const char *key, char *err, size_t errlen);
+/* A server context for one certificate chain + key, proven to match by a handshake in
+ * memory. NULL with a message in err on failure; *key_at_fault then says whether the key
+ * (rather than the certificate) is what failed. */
+tls_ctx *tls_server_ctx_new(const char *cert, const char *key, bool *key_at_fault, char *err, size_t errlen);
 /* A client context: verify=true checks the chain against ca_file (required then). */
 tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen);
 void tls_ctx_free(tls_ctx *ctx);
