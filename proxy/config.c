@@ -30,7 +30,7 @@ static const char *const tenant_keys[] = {"name", "hostnames", "cert", "key", "r
 static const char *const limits_keys[] = {
 	"max_message_size", "max_connections", "max_connections_per_ip", "max_auth_failures",
 	"max_bad_commands", "command_timeout", "data_timeout", "relay_timeout", "relay_data_timeout",
-	"tls_timeout", NULL};
+	"tls_timeout", "shutdown_timeout", NULL};
 
 /* The file a setting came from. libconfig names an @include'd file as written, relative to
  * the include directory (the main file's), so it is made relative to where we run instead. */
@@ -581,7 +581,8 @@ static bool parse_limits(struct parse *p, const config_t *lc)
 	    !get_seconds(p, g, "data_timeout", 180, &l->data_timeout_ms) ||
 	    !get_seconds(p, g, "relay_timeout", 300, &l->relay_timeout_ms) ||
 	    !get_seconds(p, g, "relay_data_timeout", 600, &l->relay_data_timeout_ms) ||
-	    !get_seconds(p, g, "tls_timeout", 30, &l->tls_timeout_ms))
+	    !get_seconds(p, g, "tls_timeout", 30, &l->tls_timeout_ms) ||
+	    !get_seconds(p, g, "shutdown_timeout", 10, &l->shutdown_timeout_ms))
 		return false;
 	l->max_message_size = (uint64_t)size;
 	return true;

@@ -70,6 +70,7 @@ struct limits_cfg {
 	unsigned relay_timeout_ms;
 	unsigned relay_data_timeout_ms;
 	unsigned tls_timeout_ms;
+	unsigned shutdown_timeout_ms;
 };
 
 struct config {

@@ -17,8 +17,6 @@
 #include "util.h"
 
 #define LIVERY_VERSION "0.2.0"
-/* How long sessions may go on after SIGTERM before they are ended with a 421. */
-#define DRAIN_TIMEOUT_MS 10000
 
 static const char usage[] =
 	"Usage: livery -c FILE [--check] [--log-level LEVEL]\n"
@@ -37,8 +35,8 @@ static const char usage[] =
 	"\n"
 	"Exit status: 0 on success, 1 on a runtime error (e.g. a port cannot be bound),\n"
 	"2 on a usage or configuration error. SIGTERM or SIGINT stops accepting, lets\n"
-	"sessions finish for up to 10 seconds, then ends them with 421; a second signal\n"
-	"ends them at once.\n";
+	"sessions finish for up to limits.shutdown_timeout seconds (default 10), then ends\n"
+	"them with 421; a second signal ends them at once.\n";
 
 struct options {
 	const char *config;
@@ -146,7 +144,7 @@ static void start_drain(struct worker *w)
 	if (w->srv.nsessions == 0)
 		on_drained(&w->srv);
 	else
-		uv_timer_start(&w->drain_timer, on_drain_timeout, DRAIN_TIMEOUT_MS, 0);
+		uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv.cfg->limits.shutdown_timeout_ms, 0);
 }
 
 static void on_wake(uv_async_t *a)
@@ -235,6 +233,10 @@ static void on_worker_done(uv_async_t *a)
 	if (atomic_load(&app->workers_running) == 0) {
 		log_info("all sessions ended; exiting");
 		uv_walk(&app->loop, close_handle, NULL);
+		/* Closing the watchers restored the default actions: a late signal must not kill
+		 * a process that is already exiting cleanly. */
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
 	}
 }
 
