@@ -1,0 +1,340 @@
+/* session_cmd: the client's SMTP commands: one handler each in a table, answered locally or relayed. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "session_int.h"
+#include "stream.h"
+#include "upstream.h"
+#include "util.h"
+
+/* Enforces "needs the relay": WAIT while it is being set up, false (after replying and maybe
+ * closing) when it failed. */
+bool session_need_upstream(struct session *s, enum cmd_result *res, bool is_auth)
+{
+	*res = CMD_DONE;
+	if (s->up && upstream_is_ready(s->up))
+		return true;
+	if (!s->up && !s->up_failed)
+		session_start_upstream(s);
+	if (s->up && !s->up_failed) {
+		*res = CMD_WAIT;
+		return false;
+	}
+	if (is_auth) {
+		session_reply(s, 454, "4.7.0 Temporary authentication failure, try again later");
+		return false;
+	}
+	session_reply(s, 421, "4.7.0 %s Relay connection not available, try again later", s->brand);
+	session_close(s, "relay unavailable");
+	return false;
+}
+
+/* ---- command handlers ---- */
+
+static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
+{
+	const struct smtp_caps *uc = s->up && upstream_is_ready(s->up) ? upstream_caps(s->up) : NULL;
+	uint64_t size = s->srv->cfg->limits.max_message_size;
+	bool auth_ok = (s->tls || s->lcfg->allow_plaintext_auth) && !s->authed;
+	char l[8][NAME_MAX_LEN + 8];
+	const char *lines[8];
+	size_t n = 0;
+	struct iobuf b;
+
+	if (uc && uc->has_size && uc->size > 0 && uc->size < size)
+		size = uc->size;
+	snprintf(l[n++], sizeof(l[0]), "%s", s->brand);
+	snprintf(l[n++], sizeof(l[0]), "PIPELINING");
+	snprintf(l[n++], sizeof(l[0]), "SIZE %" PRIu64, size);
+	if (!uc || uc->eightbitmime)
+		snprintf(l[n++], sizeof(l[0]), "8BITMIME");
+	snprintf(l[n++], sizeof(l[0]), "ENHANCEDSTATUSCODES");
+	if (!uc || uc->smtputf8)
+		snprintf(l[n++], sizeof(l[0]), "SMTPUTF8");
+	/* BDAT chunk sizes are fixed, so bare line endings could not be normalised in them. */
+	if (uc && uc->chunking && s->srv->cfg->bare_line_endings == SMTP_BARE_REJECT)
+		snprintf(l[n++], sizeof(l[0]), "CHUNKING");
+	if (auth_ok)
+		snprintf(l[n++], sizeof(l[0]), "AUTH%s%s", !uc || uc->auth_plain ? " PLAIN" : "",
+			 !uc || uc->auth_login ? " LOGIN" : "");
+	if (s->lcfg->tls == TLS_MODE_STARTTLS && !s->tls)
+		snprintf(l[n++], sizeof(l[0]), "STARTTLS");
+	if (c->verb == SMTP_HELO)
+		n = 1;
+	for (size_t i = 0; i < n; i++)
+		lines[i] = l[i];
+	iobuf_init(&b);
+	smtp_reply_append(&b, 250, lines, n);
+	session_reply_text(s, &b);
+	iobuf_free(&b);
+}
+
+static enum cmd_result cmd_ehlo(struct session *s, const struct smtp_cmd *c)
+{
+	if (c->arg_len == 0) {
+		session_reply(s, 501, "5.5.4 Syntax: %s hostname", smtp_verb_name(c->verb));
+		return CMD_DONE;
+	}
+	/* The capabilities depend on the relay once it is being set up. */
+	if (s->up && !s->up_failed && !upstream_is_ready(s->up))
+		return CMD_WAIT;
+	/* EHLO resets any transaction (RFC 5321 4.1.4); the relay must forget it too. */
+	if (s->up && upstream_is_ready(s->up) && s->authed) {
+		upstream_send(s->up, "RSET\r\n", 6, 1);
+		session_expect_relay(s, SMTP_RSET, P_SILENT);
+	}
+	s->ehlo_done = true;
+	reply_ehlo(s, c);
+	return CMD_DONE;
+}
+
+static void reset_after_starttls(struct session *s)
+{
+	s->ehlo_done = false;
+	s->authed = false;
+	s->up_failed = false;
+	if (s->up) {
+		upstream_close(s->up, true);
+		s->up = NULL;
+	}
+}
+
+/* CVE-2011-0411: bytes pipelined after STARTTLS arrived in plaintext and are discarded,
+ * never executed inside the TLS session. */
+static enum cmd_result cmd_starttls(struct session *s, const struct smtp_cmd *c)
+{
+	if (s->lcfg->tls != TLS_MODE_STARTTLS || s->tls) {
+		session_reply(s, 503, "5.5.1 TLS already active");
+		return CMD_DONE;
+	}
+	if (c->arg_len > 0) {
+		session_reply(s, 501, "5.5.4 Syntax: STARTTLS");
+		return CMD_DONE;
+	}
+	if (s->head)
+		return CMD_WAIT;
+	if (iobuf_avail(&s->in) > 0)
+		log_warn("%s: discarded %zu bytes pipelined after STARTTLS", s->id, iobuf_avail(&s->in));
+	iobuf_clear(&s->in);
+	session_reply(s, 220, "2.0.0 Ready to start TLS");
+	reset_after_starttls(s);
+	session_enter_state(s, SS_HANDSHAKE);
+	stream_start_tls_server(s->client);
+	return CMD_DONE;
+}
+
+static enum cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
+{
+	struct smtp_auth_arg a;
+	enum cmd_result res;
+
+	if (s->authed)
+		session_reply(s, 503, "5.5.1 Already authenticated");
+	else if (!s->ehlo_done)
+		session_reply(s, 503, "5.5.1 Send EHLO first");
+	else if (!s->tls && !s->lcfg->allow_plaintext_auth)
+		session_reply(s, 530, "5.7.0 Must issue a STARTTLS command first");
+	else if (!smtp_auth_parse(c->arg, c->arg_len, &a))
+		session_reply(s, 501, "5.5.4 Syntax: AUTH mechanism [initial-response]");
+	else if (!smtp_auth_is(&a, "PLAIN") && !smtp_auth_is(&a, "LOGIN"))
+		session_reply(s, 504, "5.5.4 Unrecognized authentication type");
+	else if (!session_need_upstream(s, &res, true))
+		return res;
+	else if (!(smtp_auth_is(&a, "PLAIN") ? upstream_caps(s->up)->auth_plain : upstream_caps(s->up)->auth_login))
+		session_reply(s, 504, "5.5.4 Unrecognized authentication type");
+	else {
+		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
+		s->wait_verb = SMTP_AUTH;
+		session_enter_state(s, SS_AUTH);
+	}
+	return CMD_DONE;
+}
+
+/* MAIL, RCPT, DATA and BDAT need an authenticated session; the relay judges the rest. */
+static bool need_auth(struct session *s)
+{
+	if (s->authed)
+		return true;
+	session_reply(s, 530, "5.7.0 Authentication required");
+	return false;
+}
+
+static enum cmd_result relay_cmd(struct session *s, const struct smtp_cmd *c)
+{
+	enum cmd_result res;
+
+	if (!session_need_upstream(s, &res, false))
+		return res;
+	session_relay_line(s, s->line, s->line_len, c->verb);
+	return CMD_DONE;
+}
+
+static enum cmd_result cmd_mail(struct session *s, const struct smtp_cmd *c)
+{
+	uint64_t size;
+
+	if (!need_auth(s))
+		return CMD_DONE;
+	if (smtp_mail_size_param(c->arg, c->arg_len, &size) && size > s->srv->cfg->limits.max_message_size) {
+		session_reply(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
+		return CMD_DONE;
+	}
+	s->bdat_active = false;
+	return relay_cmd(s, c);
+}
+
+static enum cmd_result cmd_rcpt(struct session *s, const struct smtp_cmd *c)
+{
+	return need_auth(s) ? relay_cmd(s, c) : CMD_DONE;
+}
+
+/* DATA is the last command of a pipelined group: nothing more is read until its reply. */
+static enum cmd_result cmd_data(struct session *s, const struct smtp_cmd *c)
+{
+	if (!need_auth(s))
+		return CMD_DONE;
+	if (c->arg_len > 0) {
+		session_reply(s, 501, "5.5.4 Syntax: DATA");
+		return CMD_DONE;
+	}
+	enum cmd_result res = relay_cmd(s, c);
+	if (res == CMD_DONE && !s->closing)
+		s->wait_verb = SMTP_DATA;
+	return res;
+}
+
+/* Before the relay leg exists there is nothing to reset or ask: answer locally. */
+static enum cmd_result cmd_rset_noop(struct session *s, const struct smtp_cmd *c)
+{
+	if (s->up && !s->up_failed && s->authed)
+		return relay_cmd(s, c);
+	session_reply(s, 250, "2.0.0 Ok");
+	return CMD_DONE;
+}
+
+static enum cmd_result cmd_quit(struct session *s, const struct smtp_cmd *c)
+{
+	if (s->up && upstream_is_ready(s->up) && s->authed) {
+		enum cmd_result res = relay_cmd(s, c);
+		s->quit_sent = true;
+		s->wait_verb = SMTP_QUIT;
+		return res;
+	}
+	session_reply(s, 221, "2.0.0 %s Service closing transmission channel", s->brand);
+	session_flush_local(s);
+	session_close(s, "client quit");
+	return CMD_DONE;
+}
+
+static enum cmd_result cmd_vrfy(struct session *s, const struct smtp_cmd *c)
+{
+	session_reply(s, 252, "2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+	return CMD_DONE;
+}
+
+static enum cmd_result cmd_expn(struct session *s, const struct smtp_cmd *c)
+{
+	session_reply(s, 502, "5.5.1 EXPN not available");
+	return CMD_DONE;
+}
+
+static enum cmd_result cmd_help(struct session *s, const struct smtp_cmd *c)
+{
+	session_reply(s, 214, "2.0.0 %s: see RFC 5321 (https://www.rfc-editor.org/rfc/rfc5321)", s->brand);
+	return CMD_DONE;
+}
+
+static const struct cmd_entry commands[] = {
+	{SMTP_HELO, cmd_ehlo},      {SMTP_EHLO, cmd_ehlo}, {SMTP_STARTTLS, cmd_starttls},
+	{SMTP_AUTH, cmd_auth},      {SMTP_MAIL, cmd_mail}, {SMTP_RCPT, cmd_rcpt},
+	{SMTP_DATA, cmd_data},      {SMTP_BDAT, session_cmd_bdat}, {SMTP_RSET, cmd_rset_noop},
+	{SMTP_NOOP, cmd_rset_noop}, {SMTP_QUIT, cmd_quit}, {SMTP_VRFY, cmd_vrfy},
+	{SMTP_EXPN, cmd_expn},      {SMTP_HELP, cmd_help},
+};
+
+/* ---- input per state ---- */
+
+static bool line_too_long(struct session *s, size_t max)
+{
+	if (iobuf_avail(&s->in) <= max)
+		return false;
+	session_reply(s, 500, "5.5.6 Line too long");
+	session_flush_local(s);
+	session_close(s, "line too long");
+	return true;
+}
+
+/* Takes the next complete line out of the input into s->line; false when none is there. */
+static bool take_line(struct session *s, size_t max)
+{
+	size_t n = iobuf_line_len(&s->in);
+
+	if (n == 0) {
+		line_too_long(s, max);
+		return false;
+	}
+	s->line_len = smtp_line_strip(iobuf_peek(&s->in), n);
+	s->line = xstrndup(iobuf_peek(&s->in), s->line_len);
+	iobuf_consume(&s->in, n);
+	return true;
+}
+
+static void drop_line(struct session *s)
+{
+	free(s->line);
+	s->line = NULL;
+}
+
+static enum cmd_result dispatch(struct session *s, const struct smtp_cmd *c)
+{
+	for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
+		if (commands[i].verb == c->verb)
+			return commands[i].handler(s, c);
+	}
+	session_reply(s, 500, "5.5.1 Command unrecognized");
+	return CMD_DONE;
+}
+
+bool session_input_command(struct session *s)
+{
+	struct smtp_cmd c;
+
+	if (!s->line && !take_line(s, SMTP_AUTH_LINE_MAX))
+		return false;
+	/* The line is re-parsed when a waiting handler runs again: c points into s->line. */
+	enum smtp_parse_result pr = smtp_cmd_parse(s->line, s->line_len, &c);
+	size_t max = c.verb == SMTP_AUTH ? SMTP_AUTH_LINE_MAX : SMTP_CMD_LINE_MAX;
+	if (pr != SMTP_PARSE_OK || s->line_len + 2 > max) {
+		session_reply(s, 500, pr == SMTP_PARSE_OK ? "5.5.6 Line too long" : "5.5.2 Syntax error");
+		drop_line(s);
+		return true;
+	}
+	log_debug("%s: client: %s", s->id, smtp_verb_name(c.verb)); /* never the argument: AUTH */
+	if (dispatch(s, &c) == CMD_WAIT) {
+		s->blocked = true;
+		return false;
+	}
+	drop_line(s);
+	if (s->bad_commands > s->srv->cfg->limits.max_bad_commands && !s->closing) {
+		session_reply(s, 421, "4.7.0 %s Too many errors", s->brand);
+		session_flush_local(s);
+		session_close(s, "too many bad commands");
+	}
+	return !s->closing;
+}
+
+/* After a 334 the client's next line is a SASL response, forwarded as it is. */
+bool session_input_auth(struct session *s)
+{
+	if (!s->sasl_line_due || !take_line(s, SMTP_AUTH_LINE_MAX))
+		return false;
+	session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
+	drop_line(s);
+	s->sasl_line_due = false;
+	s->wait_verb = SMTP_AUTH;
+	return false;
+}

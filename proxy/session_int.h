@@ -1,0 +1,116 @@
+/* session_int: what the session_*.c files share: the session struct, its queues and states (not for use outside the session module). */
+#ifndef LIVERY_SESSION_INT_H
+#define LIVERY_SESSION_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "iobuf.h"
+#include "names.h"
+#include "server.h"
+#include "smtp_proto.h"
+
+/* Unprocessed client input above this pauses reading from the client. */
+#define INPUT_MAX (128 * 1024)
+/* Replies queued for the client above this stop command processing until some are sent,
+ * so a client that pipelines without reading cannot make the queue grow without bound. */
+#define PENDING_MAX 100
+
+enum sstate { SS_HANDSHAKE, SS_COMMAND, SS_AUTH, SS_DATA, SS_BDAT, SS_CLOSING };
+
+/* The reply after the final dot of DATA, or after BDAT LAST: it ends a message. */
+#define VERB_MESSAGE_END SMTP_VERB_COUNT
+
+/* What a queued entry stands for: a reply owed by the relay (forwarded or swallowed), or
+ * a local reply that must wait for the relay replies queued before it. */
+enum pending_kind { P_RELAY, P_SILENT, P_LOCAL };
+
+struct pending {
+	struct pending *next;
+	enum pending_kind kind;
+	unsigned verb; /* enum smtp_verb or VERB_MESSAGE_END */
+	char *text; /* P_LOCAL: the whole reply, CRLF included */
+};
+
+struct session {
+	struct server *srv;
+	const struct listener_cfg *lcfg;
+	const struct tenant_cfg *tenant;
+	struct stream *client;
+	struct upstream *up;
+	struct session *next, *prev;
+	enum sstate state;
+	struct iobuf in;
+	struct pending *head, *tail;
+	unsigned npending;
+	int live; /* client stream + upstreams not yet closed */
+	bool tls, ehlo_done, authed, up_failed, closing, paused_for_up, quit_sent;
+	/* A handler waits for the relay leg to be set up or for owed replies; re-run on any event. */
+	bool blocked;
+	/* AUTH, DATA and QUIT end a pipelined group: nothing is read until their reply. */
+	unsigned wait_verb;
+	/* The command being handled, kept while its handler waits. */
+	char *line;
+	size_t line_len;
+	bool sasl_line_due; /* the relay sent 334 and waits for the client's response */
+	struct smtp_data_filter filter; /* the message being relayed, DATA or BDAT */
+	struct iobuf fwd;               /* filtered content on its way to the relay */
+	uint64_t bdat_left;
+	bool bdat_last;
+	bool bdat_active;       /* a BDAT message is under way (filter set up for it) */
+	bool bdat_local;        /* this chunk is swallowed and answered locally */
+	int bdat_code;          /* that local answer */
+	const char *bdat_text;
+	unsigned messages;
+	unsigned auth_failures;
+	unsigned bad_commands;
+	bool ip_counted; /* peer is counted in srv->per_ip */
+	char brand[NAME_MAX_LEN + 1];
+	char id[24];
+	char peer[64];
+};
+
+enum cmd_result { CMD_DONE, CMD_WAIT };
+
+struct cmd_entry {
+	enum smtp_verb verb;
+	enum cmd_result (*handler)(struct session *s, const struct smtp_cmd *c);
+};
+
+struct state_entry {
+	const char *name;
+	bool (*input)(struct session *s); /* consumes input; false when it cannot go on */
+};
+
+/* session_reply.c: the reply queue (replies keep the order of commands) and relaying. */
+void session_reply_text(struct session *s, const struct iobuf *text);
+void session_reply(struct session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void session_expect_relay(struct session *s, unsigned verb, enum pending_kind kind);
+struct pending *session_pop_pending(struct session *s);
+void session_flush_local(struct session *s);
+void session_free_pending(struct session *s);
+bool session_relay_owed(const struct session *s);
+void session_relay_line(struct session *s, const char *line, size_t len, unsigned verb);
+void session_relay_body(struct session *s, const char *buf, size_t len, unsigned nreplies);
+void session_forward_reply(struct session *s, const struct smtp_reply *r, bool scrub);
+
+/* session_cmd.c: commands. */
+bool session_input_command(struct session *s);
+bool session_input_auth(struct session *s);
+bool session_need_upstream(struct session *s, enum cmd_result *res, bool is_auth);
+
+/* session_msg.c: message content. */
+enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c);
+bool session_input_data(struct session *s);
+bool session_input_bdat(struct session *s);
+
+/* session.c: states, events and lifetime. */
+void session_pump(struct session *s);
+void session_close(struct session *s, const char *reason);
+void session_start_upstream(struct session *s);
+void session_enter_state(struct session *s, enum sstate next);
+void session_update_flow(struct session *s);
+
+#endif

@@ -1,0 +1,156 @@
+/* session_reply: the client-facing reply queue (local replies wait behind owed relay replies, so replies keep the order of commands), relaying commands and content, and scrubbing the relay's replies. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "session_int.h"
+#include "stream.h"
+#include "upstream.h"
+#include "util.h"
+
+/* ---- replies to the client ---- */
+
+static void client_write(struct session *s, const struct iobuf *b)
+{
+	stream_write(s->client, iobuf_peek(b), iobuf_avail(b));
+}
+
+/* Queues text after any relay replies still owed, so replies keep the order of commands. */
+void session_reply_text(struct session *s, const struct iobuf *text)
+{
+	if (!s->head) {
+		client_write(s, text);
+		return;
+	}
+	struct pending *p = xcalloc(1, sizeof(*p));
+	p->kind = P_LOCAL;
+	p->text = xstrndup(iobuf_peek(text), iobuf_avail(text));
+	s->tail->next = p;
+	s->tail = p;
+	s->npending++;
+}
+
+void session_reply(struct session *s, int code, const char *fmt, ...)
+{
+	char text[512];
+	struct iobuf b;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if ((code >= 500 && code <= 504) || code == 530)
+		s->bad_commands++;
+	iobuf_init(&b);
+	smtp_reply_appendf(&b, code, "%s", text);
+	session_reply_text(s, &b);
+	iobuf_free(&b);
+}
+
+void session_expect_relay(struct session *s, unsigned verb, enum pending_kind kind)
+{
+	struct pending *p = xcalloc(1, sizeof(*p));
+
+	p->kind = kind;
+	p->verb = verb;
+	if (s->tail)
+		s->tail->next = p;
+	else
+		s->head = p;
+	s->tail = p;
+	s->npending++;
+}
+
+struct pending *session_pop_pending(struct session *s)
+{
+	struct pending *p = s->head;
+
+	if (p) {
+		s->head = p->next;
+		if (!s->head)
+			s->tail = NULL;
+		s->npending--;
+	}
+	return p;
+}
+
+/* Writes the local replies that no longer wait behind a relay reply. */
+void session_flush_local(struct session *s)
+{
+	while (s->head && s->head->kind == P_LOCAL) {
+		struct pending *p = session_pop_pending(s);
+		stream_write(s->client, p->text, strlen(p->text));
+		free(p->text);
+		free(p);
+	}
+}
+
+void session_free_pending(struct session *s)
+{
+	struct pending *p;
+
+	while ((p = session_pop_pending(s))) {
+		free(p->text);
+		free(p);
+	}
+}
+
+bool session_relay_owed(const struct session *s)
+{
+	for (const struct pending *p = s->head; p; p = p->next) {
+		if (p->kind != P_LOCAL)
+			return true;
+	}
+	return false;
+}
+
+/* ---- relaying ---- */
+
+void session_relay_line(struct session *s, const char *line, size_t len, unsigned verb)
+{
+	upstream_send(s->up, line, len, 1);
+	upstream_send(s->up, "\r\n", 2, 0);
+	session_expect_relay(s, verb, P_RELAY);
+}
+
+void session_relay_body(struct session *s, const char *buf, size_t len, unsigned nreplies)
+{
+	upstream_send(s->up, buf, len, nreplies);
+	if (upstream_write_blocked(s->up) && !s->paused_for_up) {
+		s->paused_for_up = true;
+		session_update_flow(s);
+	}
+}
+
+static const char *const *scrub_words(const struct session *s, size_t *n)
+{
+	*n = s->tenant->region->nscrub;
+	return (const char *const *)s->tenant->region->scrub;
+}
+
+/* Passes the relay's code and enhanced codes through; the texts lose the relay's identity. */
+void session_forward_reply(struct session *s, const struct smtp_reply *r, bool scrub)
+{
+	struct iobuf b;
+	const char *lines[SMTP_REPLY_MAX_LINES];
+	char *owned[SMTP_REPLY_MAX_LINES];
+	size_t nwords;
+	const char *const *words = scrub_words(s, &nwords);
+
+	for (size_t i = 0; i < r->nlines; i++) {
+		owned[i] = scrub ? smtp_scrub(r->lines[i], words, nwords, s->brand) : NULL;
+		lines[i] = scrub ? owned[i] : r->lines[i];
+	}
+	iobuf_init(&b);
+	smtp_reply_append(&b, r->code, lines, r->nlines);
+	client_write(s, &b);
+	iobuf_free(&b);
+	for (size_t i = 0; scrub && i < r->nlines; i++)
+		free(owned[i]);
+	/* A client that does not read its replies stops the relay leg from being read. */
+	if (stream_write_blocked(s->client))
+		upstream_pause(s->up);
+}
