@@ -1,0 +1,105 @@
+/* relay.h: shared declarations of livery-test-relay (options, connection state, helpers). */
+#ifndef LIVERY_TEST_RELAY_H
+#define LIVERY_TEST_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#define RELAY_HOST "smtp.mailgun.test"
+#define IN_CAP 16384 /* input buffer: the longest command line we accept, minus one */
+
+enum fault {
+    FAULT_STARTTLS_INJECT = 1u << 0,
+    FAULT_STARTTLS_ERROR = 1u << 1,
+    FAULT_STALL_BANNER = 1u << 2,
+    FAULT_STALL_DATA = 1u << 3,
+    FAULT_RESET_DATA = 1u << 4,
+    FAULT_RESET_BANNER = 1u << 5,
+};
+
+struct user {
+    char *name;
+    char *pass;
+};
+
+struct reply_override {
+    char *verb; /* upper case */
+    char *text; /* "CODE TEXT", no CRLF */
+};
+
+struct relay_opts {
+    const char *port, *listen, *cert, *key, *record, *ready_file;
+    bool implicit, no_starttls, reject_auth;
+    struct user *users;
+    size_t nusers;
+    struct reply_override *replies;
+    size_t nreplies;
+    unsigned faults;
+};
+
+extern struct relay_opts opts;
+extern WOLFSSL_CTX *tls_ctx;
+
+/* A growable byte buffer. */
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+void buf_append(struct buf *b, const void *data, size_t n);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(struct buf *b);
+bool buf_ends_crlf(const struct buf *b);
+/* Decodes base64 into out (NUL-terminated, cap bytes); returns the length or -1. */
+long base64_decode(const char *in, char *out, size_t cap);
+void *xcalloc(size_t n, size_t size);
+void warnx_relay(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+struct conn {
+    int fd;
+    unsigned n;        /* connection number, from 1 */
+    int raw_fd;        /* conn-<n>.raw */
+    WOLFSSL *ssl;      /* non-NULL once TLS is on */
+    bool dead;         /* stop reading; close the connection */
+    bool was_reset;    /* socket already closed abortively */
+    char in[IN_CAP];   /* received, not yet consumed: in[off .. off+len) */
+    size_t off, len;
+    bool authed;
+    char user[512];
+    bool has_mail;
+    size_t nrcpt;
+    bool in_bdat;
+    struct buf env;     /* "MAIL ..." and "RCPT ..." lines of the transaction */
+    struct buf payload; /* message bytes of the transaction */
+};
+
+/* conn.c */
+struct conn *conn_new(int fd, unsigned n);
+void conn_free(struct conn *c);
+size_t conn_fill(struct conn *c);
+/* Bytes up to and including the next LF, or all buffered bytes once max (or IN_CAP) are
+ * buffered without one; 0 on EOF. */
+size_t conn_chunk(struct conn *c, size_t max);
+void conn_consume(struct conn *c, size_t n);
+enum line_status { LINE_OK, LINE_LONG, LINE_EOF };
+enum line_status conn_read_line(struct conn *c, char *out);
+bool conn_write(struct conn *c, const void *p, size_t n);
+bool conn_tls_accept(struct conn *c);
+void conn_sink(struct conn *c);
+void conn_reset(struct conn *c);
+void conn_close(struct conn *c);
+
+/* record.c */
+bool record_init(const char *dir);
+void record_event(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int record_open_raw(unsigned n);
+void record_raw(int fd, const void *p, size_t n);
+unsigned record_message(const char *user, const struct buf *env, const struct buf *payload);
+
+/* smtp.c */
+void smtp_session(struct conn *c);
+
+#endif
