@@ -1,4 +1,5 @@
-/* certstore: the TLS material loaded from a config (a server context per tenant, chosen by SNI; client contexts per region), immutable once built. */
+/* certstore: the TLS material loaded from a config (a server context per tenant, chosen by SNI; client
+ * contexts per region), immutable once built. */
 #include "certstore.h"
 
 #include <stdio.h>
@@ -51,8 +52,9 @@ static bool load_servers(struct certstore *cs, char *err, size_t errlen)
 		bool key_at_fault;
 		cs->server[i] = tls_server_ctx_new(t->cert, t->key, &key_at_fault, why, sizeof(why));
 		if (!cs->server[i]) {
-			snprintf(err, errlen, "%s:%d: tenant '%s': %s", key_at_fault ? t->key_src_file : t->src_file,
-				 key_at_fault ? t->key_line : t->cert_line, t->name, why);
+			snprintf(err, errlen, "%s:%d: tenant '%s': %s",
+			         key_at_fault ? t->key_src_file : t->src_file,
+			         key_at_fault ? t->key_line : t->cert_line, t->name, why);
 			return false;
 		}
 	}
@@ -77,7 +79,7 @@ static bool load_clients(struct certstore *cs, char *err, size_t errlen)
 		*slot = tls_client_ctx_new(t->region->ca_file, !t->skip_verification, why, sizeof(why));
 		if (!*slot) {
 			snprintf(err, errlen, "%s:%d: region '%s': %s", t->region->src_file, t->region->line,
-				 t->region->name, why);
+			         t->region->name, why);
 			return false;
 		}
 	}

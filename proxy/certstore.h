@@ -1,4 +1,5 @@
-/* certstore: the TLS material loaded from a config (a server context per tenant, chosen by SNI; client contexts per region), immutable once built. */
+/* certstore: the TLS material loaded from a config (a server context per tenant, chosen by SNI; client
+ * contexts per region), immutable once built. */
 #ifndef LIVERY_CERTSTORE_H
 #define LIVERY_CERTSTORE_H
 

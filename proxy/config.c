@@ -1,4 +1,5 @@
-/* config: the only user of libconfig; parses and validates a file into an immutable struct, reporting errors as "file:line: message". */
+/* config: the only user of libconfig; parses and validates a file into an immutable struct, reporting errors
+ * as "file:line: message". */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -19,18 +20,19 @@ struct parse {
 	bool failed;
 };
 
-static const char *const top_keys[] = {"log_level", "workers", "bare_line_endings", "listeners",
-				       "regions", "tenants", "limits", NULL};
-static const char *const listener_keys[] = {"address", "port", "tls", "hostname", "default_tenant",
-					    "allow_plaintext_auth", NULL};
-static const char *const region_keys[] = {"name", "host", "hosts", "port", "tls", "verify_name", "ca_file",
-					  "ehlo_name", "connect_timeout", "tls_resumption", "scrub", NULL};
-static const char *const tenant_keys[] = {"name", "hostnames", "cert", "key", "region",
-					  "require_tls", "skip_verification", NULL};
-static const char *const limits_keys[] = {
-	"max_message_size", "max_connections", "max_connections_per_ip", "max_auth_failures",
-	"max_bad_commands", "command_timeout", "data_timeout", "relay_timeout", "relay_data_timeout",
-	"tls_timeout", "shutdown_timeout", NULL};
+static const char *const top_keys[] = {
+        "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits", NULL};
+static const char *const listener_keys[] = {
+        "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth", NULL};
+static const char *const region_keys[] = {
+        "name",    "host",      "hosts",           "port",           "tls",   "verify_name",
+        "ca_file", "ehlo_name", "connect_timeout", "tls_resumption", "scrub", NULL};
+static const char *const tenant_keys[] = {"name",        "hostnames",         "cert", "key", "region",
+                                          "require_tls", "skip_verification", NULL};
+static const char *const limits_keys[] = {"max_message_size",  "max_connections",  "max_connections_per_ip",
+                                          "max_auth_failures", "max_bad_commands", "command_timeout",
+                                          "data_timeout",      "relay_timeout",    "relay_data_timeout",
+                                          "tls_timeout",       "shutdown_timeout", NULL};
 
 /* The file a setting came from. libconfig names an @include'd file as written, relative to
  * the include directory (the main file's), so it is made relative to where we run instead. */
@@ -70,7 +72,7 @@ const char *config_tls_mode_name(enum tls_mode mode)
 }
 
 static bool check_keys(struct parse *p, const config_setting_t *group, const char *const *allowed,
-		       const char *what)
+                       const char *what)
 {
 	if (!config_setting_is_group(group))
 		return fail(p, group, "%s must be a group { ... }", what);
@@ -87,7 +89,7 @@ static bool check_keys(struct parse *p, const config_setting_t *group, const cha
 }
 
 static bool get_string(struct parse *p, const config_setting_t *g, const char *key, const char *def,
-		       char **out)
+                       char **out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 
@@ -106,8 +108,8 @@ static bool get_string(struct parse *p, const config_setting_t *g, const char *k
 	return true;
 }
 
-static bool get_int(struct parse *p, const config_setting_t *g, const char *key, long long def,
-		    long long min, long long max, long long *out)
+static bool get_int(struct parse *p, const config_setting_t *g, const char *key, long long def, long long min,
+                    long long max, long long *out)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 
@@ -152,13 +154,14 @@ static bool get_tls_mode(struct parse *p, const config_setting_t *g, enum tls_mo
 	else if (strcmp(v, "implicit") == 0)
 		*out = TLS_MODE_IMPLICIT;
 	else
-		ok = fail(p, config_setting_get_member(g, "tls"), "'tls' must be \"starttls\" or \"implicit\"");
+		ok = fail(p, config_setting_get_member(g, "tls"),
+		          "'tls' must be \"starttls\" or \"implicit\"");
 	free(v);
 	return ok;
 }
 
 static bool get_seconds(struct parse *p, const config_setting_t *g, const char *key, long long def,
-			unsigned *out_ms)
+                        unsigned *out_ms)
 {
 	long long v;
 
@@ -178,7 +181,7 @@ static void free_list(char **list, size_t n)
 
 /* On failure nothing stays allocated in *out. */
 static bool get_string_list(struct parse *p, const config_setting_t *g, const char *key, bool required,
-			    char ***out, size_t *n)
+                            char ***out, size_t *n)
 {
 	const config_setting_t *s = config_setting_get_member(g, key);
 
@@ -212,8 +215,7 @@ static char *resolve_path(struct parse *p, const char *path)
 	return xasprintf("%s/%s", p->dir, path);
 }
 
-static bool get_path(struct parse *p, const config_setting_t *g, const char *key, const char *def,
-		     char **out)
+static bool get_path(struct parse *p, const config_setting_t *g, const char *key, const char *def, char **out)
 {
 	char *raw = NULL;
 
@@ -326,14 +328,16 @@ static bool parse_region_hosts(struct parse *p, const config_setting_t *g, struc
 		n = 1;
 	}
 	const config_setting_t *vs = config_setting_get_member(g, "verify_name");
-	if (get_string(p, g, "verify_name", "", &verify) && vs && !name_normalize(verify, strlen(verify), norm, false))
+	if (get_string(p, g, "verify_name", "", &verify) && vs &&
+	    !name_normalize(verify, strlen(verify), norm, false))
 		fail(p, vs, "'verify_name' is not a valid host name: %s", verify);
 	for (size_t i = 0; i < n && !p->failed; i++) {
 		if (!is_ip_literal(hosts[i]) && !name_normalize(hosts[i], strlen(hosts[i]), norm, false))
 			fail(p, one ? one : config_setting_get_member(g, "hosts"),
 			     "'%s' is not a valid host name or IP literal", hosts[i]);
 		else if (!vs && is_ip_literal(hosts[i]))
-			fail(p, g, "'verify_name' is required when a relay host is an IP literal (%s)", hosts[i]);
+			fail(p, g, "'verify_name' is required when a relay host is an IP literal (%s)",
+			     hosts[i]);
 		else
 			add_host(r, hosts[i], vs ? verify : NULL);
 	}
@@ -344,7 +348,8 @@ static bool parse_region_hosts(struct parse *p, const config_setting_t *g, struc
 
 static bool parse_region_names(struct parse *p, const config_setting_t *g, struct region_cfg *r)
 {
-	return parse_region_hosts(p, g, r) && get_path(p, g, "ca_file", CONFIG_DEFAULT_CA_FILE, &r->ca_file) &&
+	return parse_region_hosts(p, g, r) &&
+	       get_path(p, g, "ca_file", CONFIG_DEFAULT_CA_FILE, &r->ca_file) &&
 	       get_string(p, g, "ehlo_name", "livery.localdomain", &r->ehlo_name);
 }
 
@@ -447,8 +452,8 @@ static bool check_hostname_unique(struct parse *p, const config_setting_t *g, si
 			for (size_t k = 0; k < end; k++) {
 				if (strcmp(o->hostnames[k], t->hostnames[h]) == 0)
 					return fail(p, config_setting_get_member(g, "hostnames"),
-						    "host name '%s' is already claimed by tenant '%s'",
-						    t->hostnames[h], o->name);
+					            "host name '%s' is already claimed by tenant '%s'",
+					            t->hostnames[h], o->name);
 			}
 		}
 	}
@@ -466,8 +471,9 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 	t->region = find_region(p->cfg, region);
 	free(region);
 	if (!t->region)
-		return fail(p, config_setting_get_member(g, "region"), "tenant '%s' names unknown region '%s'",
-			    t->name, config_setting_get_string(config_setting_get_member(g, "region")));
+		return fail(p, config_setting_get_member(g, "region"),
+		            "tenant '%s' names unknown region '%s'", t->name,
+		            config_setting_get_string(config_setting_get_member(g, "region")));
 	const config_setting_t *cert = config_setting_get_member(g, "cert");
 	const config_setting_t *key = config_setting_get_member(g, "key");
 	t->src_file = source_file(p, cert);
@@ -543,15 +549,17 @@ static bool parse_listeners(struct parse *p, const config_t *lc)
 		if (!parse_listener(p, g, l))
 			return false;
 		for (size_t k = 0; k + 1 < cfg->nlisteners; k++) {
-			if (cfg->listeners[k].port == l->port && strcmp(cfg->listeners[k].address, l->address) == 0)
-				return fail(p, g, "listener %s port %d is defined twice", l->address, l->port);
+			if (cfg->listeners[k].port == l->port &&
+			    strcmp(cfg->listeners[k].address, l->address) == 0)
+				return fail(p, g, "listener %s port %d is defined twice", l->address,
+				            l->port);
 		}
 	}
 	return true;
 }
 
 static bool get_count(struct parse *p, const config_setting_t *g, const char *key, long long def,
-		      unsigned *out)
+                      unsigned *out)
 {
 	long long v;
 
@@ -600,7 +608,7 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	free(level);
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "log_level"),
-			    "'log_level' must be \"error\", \"warn\", \"info\" or \"debug\"");
+		            "'log_level' must be \"error\", \"warn\", \"info\" or \"debug\"");
 	long long workers;
 	if (!get_int(p, root, "workers", 1, 1, 64, &workers) ||
 	    !get_string(p, root, "bare_line_endings", "reject", &level))
@@ -611,9 +619,8 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	free(level);
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "bare_line_endings"),
-			    "'bare_line_endings' must be \"reject\" or \"normalize\"");
-	return parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) &&
-	       parse_listeners(p, lc);
+		            "'bare_line_endings' must be \"reject\" or \"normalize\"");
+	return parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) && parse_listeners(p, lc);
 }
 
 static char *dir_of(const char *path)
@@ -640,7 +647,7 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "%s:0: cannot read file", file ? file : path);
 		else
 			snprintf(err, errlen, "%s:%d: %s", file ? file : path, config_error_line(&lc),
-				 config_error_text(&lc));
+			         config_error_text(&lc));
 		p.failed = true;
 	} else {
 		parse_top(&p, &lc);

@@ -1,4 +1,5 @@
-/* config: the only user of libconfig; parses and validates a file into an immutable struct, reporting errors as "file:line: message". */
+/* config: the only user of libconfig; parses and validates a file into an immutable struct, reporting errors
+ * as "file:line: message". */
 #ifndef LIVERY_CONFIG_H
 #define LIVERY_CONFIG_H
 

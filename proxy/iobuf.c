@@ -6,7 +6,10 @@
 
 #include "util.h"
 
-void iobuf_init(struct iobuf *b) { memset(b, 0, sizeof(*b)); }
+void iobuf_init(struct iobuf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
 
 void iobuf_free(struct iobuf *b)
 {
@@ -39,9 +42,15 @@ void iobuf_append(struct iobuf *b, const void *data, size_t n)
 	b->len += n;
 }
 
-size_t iobuf_avail(const struct iobuf *b) { return b->len - b->off; }
+size_t iobuf_avail(const struct iobuf *b)
+{
+	return b->len - b->off;
+}
 
-const char *iobuf_peek(const struct iobuf *b) { return b->data ? b->data + b->off : ""; }
+const char *iobuf_peek(const struct iobuf *b)
+{
+	return b->data ? b->data + b->off : "";
+}
 
 void iobuf_consume(struct iobuf *b, size_t n)
 {
@@ -52,7 +61,10 @@ void iobuf_consume(struct iobuf *b, size_t n)
 	b->off += n;
 }
 
-void iobuf_clear(struct iobuf *b) { b->off = b->len = 0; }
+void iobuf_clear(struct iobuf *b)
+{
+	b->off = b->len = 0;
+}
 
 size_t iobuf_line_len(const struct iobuf *b)
 {

@@ -1,4 +1,5 @@
-/* iptable: connection counts per client address, for the per-IP connection limit; a chained hash table that grows with its entries. */
+/* iptable: connection counts per client address, for the per-IP connection limit; a chained hash table that
+ * grows with its entries. */
 #include "iptable.h"
 
 #include <stdint.h>

@@ -1,4 +1,5 @@
-/* listener: bound listening sockets for one event loop; accepts connections and hands each to a new session. */
+/* listener: bound listening sockets for one event loop; accepts connections and hands each to a new session.
+ */
 #include "listener.h"
 
 #include <errno.h>
@@ -48,7 +49,9 @@ static int set_reuse_port(uv_tcp_t *tcp)
 
 	if (uv_fileno((uv_handle_t *)tcp, &fd) != 0)
 		return UV_EINVAL;
-	return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0 ? 0 : uv_translate_sys_error(errno);
+	return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0
+	               ? 0
+	               : uv_translate_sys_error(errno);
 }
 
 static int bind_one(struct listener *l, uv_loop_t *loop)
@@ -56,7 +59,7 @@ static int bind_one(struct listener *l, uv_loop_t *loop)
 	struct sockaddr_storage ss;
 	bool v6 = strchr(l->cfg->address, ':') != NULL;
 	int rc = v6 ? uv_ip6_addr(l->cfg->address, l->cfg->port, (struct sockaddr_in6 *)&ss)
-		    : uv_ip4_addr(l->cfg->address, l->cfg->port, (struct sockaddr_in *)&ss);
+	            : uv_ip4_addr(l->cfg->address, l->cfg->port, (struct sockaddr_in *)&ss);
 
 	if (rc == 0)
 		rc = uv_tcp_init_ex(loop, &l->tcp, v6 ? AF_INET6 : AF_INET);
@@ -97,14 +100,14 @@ struct listeners *listeners_open(struct server *srv, char *err, size_t errlen)
 		if (l->tcp.loop) /* set once the handle exists, and then it must be closed */
 			ls->open++;
 		if (rc < 0) {
-			snprintf(err, errlen, "cannot listen on %s port %d: %s", l->cfg->address, l->cfg->port,
-				 uv_strerror(rc));
+			snprintf(err, errlen, "cannot listen on %s port %d: %s", l->cfg->address,
+			         l->cfg->port, uv_strerror(rc));
 			listeners_close(ls);
 			return NULL;
 		}
 		if (srv->worker == 0)
 			log_info("listening on %s port %d (%s, %s)", l->cfg->address, l->cfg->port,
-				 config_tls_mode_name(l->cfg->tls), l->cfg->hostname);
+			         config_tls_mode_name(l->cfg->tls), l->cfg->hostname);
 	}
 	return ls;
 }

@@ -1,4 +1,5 @@
-/* listener: bound listening sockets for one event loop; accepts connections and hands each to a new session. */
+/* listener: bound listening sockets for one event loop; accepts connections and hands each to a new session.
+ */
 #ifndef LIVERY_LISTENER_H
 #define LIVERY_LISTENER_H
 

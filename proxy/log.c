@@ -1,4 +1,5 @@
-/* log: leveled one-line logging to stderr, written with a single write(2) so lines from worker threads never interleave. */
+/* log: leveled one-line logging to stderr, written with a single write(2) so lines from worker threads never
+ * interleave. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -9,11 +10,20 @@
 static enum log_level current = LOG_INFO;
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
-void log_set_level(enum log_level level) { current = level; }
+void log_set_level(enum log_level level)
+{
+	current = level;
+}
 
-enum log_level log_get_level(void) { return current; }
+enum log_level log_get_level(void)
+{
+	return current;
+}
 
-bool log_enabled(enum log_level level) { return level <= current; }
+bool log_enabled(enum log_level level)
+{
+	return level <= current;
+}
 
 bool log_level_parse(const char *name, enum log_level *out)
 {

@@ -1,4 +1,5 @@
-/* log: leveled one-line logging to stderr; callers never pass secrets (AUTH payloads are redacted at the source). */
+/* log: leveled one-line logging to stderr; callers never pass secrets (AUTH payloads are redacted at the
+ * source). */
 #ifndef LIVERY_LOG_H
 #define LIVERY_LOG_H
 
@@ -14,12 +15,12 @@ bool log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_debug(...)                                                                             \
-	do {                                                                                       \
-		if (log_enabled(LOG_DEBUG))                                                        \
-			log_msg(LOG_DEBUG, __VA_ARGS__);                                           \
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                                       \
+	do {                                                                                                 \
+		if (log_enabled(LOG_DEBUG))                                                                  \
+			log_msg(LOG_DEBUG, __VA_ARGS__);                                                     \
 	} while (0)
 
 #endif

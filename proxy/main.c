@@ -1,4 +1,5 @@
-/* main: command line, configuration loading, signals, worker threads (one event loop each), and drain on shutdown; no SMTP and no wolfSSL here. */
+/* main: command line, configuration loading, signals, worker threads (one event loop each), and drain on
+ * shutdown; no SMTP and no wolfSSL here. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,24 +20,24 @@
 #define LIVERY_VERSION "0.2.0"
 
 static const char usage[] =
-	"Usage: livery -c FILE [--check] [--log-level LEVEL]\n"
-	"\n"
-	"livery is an SMTP submission proxy: it answers under branded host names with the\n"
-	"certificate chosen by SNI, passes the client's AUTH through, and relays each session\n"
-	"over verified TLS to the tenant's upstream relay.\n"
-	"\n"
-	"Options:\n"
-	"  -c, --config FILE      configuration file (see config/livery.conf)\n"
-	"      --check            validate the configuration (including certificates and\n"
-	"                         keys), print \"FILE: OK\" and exit\n"
-	"  -l, --log-level LEVEL  error, warn, info or debug (overrides log_level)\n"
-	"  -h, --help             show this help\n"
-	"  -V, --version          show the version\n"
-	"\n"
-	"Exit status: 0 on success, 1 on a runtime error (e.g. a port cannot be bound),\n"
-	"2 on a usage or configuration error. SIGTERM or SIGINT stops accepting, lets\n"
-	"sessions finish for up to limits.shutdown_timeout seconds (default 10), then ends\n"
-	"them with 421; a second signal ends them at once.\n";
+        "Usage: livery -c FILE [--check] [--log-level LEVEL]\n"
+        "\n"
+        "livery is an SMTP submission proxy: it answers under branded host names with the\n"
+        "certificate chosen by SNI, passes the client's AUTH through, and relays each session\n"
+        "over verified TLS to the tenant's upstream relay.\n"
+        "\n"
+        "Options:\n"
+        "  -c, --config FILE      configuration file (see config/livery.conf)\n"
+        "      --check            validate the configuration (including certificates and\n"
+        "                         keys), print \"FILE: OK\" and exit\n"
+        "  -l, --log-level LEVEL  error, warn, info or debug (overrides log_level)\n"
+        "  -h, --help             show this help\n"
+        "  -V, --version          show the version\n"
+        "\n"
+        "Exit status: 0 on success, 1 on a runtime error (e.g. a port cannot be bound),\n"
+        "2 on a usage or configuration error. SIGTERM or SIGINT stops accepting, lets\n"
+        "sessions finish for up to limits.shutdown_timeout seconds (default 10), then ends\n"
+        "them with 421; a second signal ends them at once.\n";
 
 struct options {
 	const char *config;
@@ -73,24 +74,37 @@ struct app {
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
-		{"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},    {"check", no_argument, NULL, 'k'},
+	        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "c:l:hV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'c': o->config = optarg; break;
-		case 'k': o->check = true; break;
-		case 'l': o->log_level = optarg; break;
-		case 'h': fputs(usage, stdout); exit(0);
-		case 'V': puts("livery " LIVERY_VERSION); exit(0);
-		default: fputs(usage, stderr); return 2;
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'k':
+			o->check = true;
+			break;
+		case 'l':
+			o->log_level = optarg;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			exit(0);
+		case 'V':
+			puts("livery " LIVERY_VERSION);
+			exit(0);
+		default:
+			fputs(usage, stderr);
+			return 2;
 		}
 	}
 	if (optind < argc || !o->config) {
-		fprintf(stderr, "livery: %s\n\n%s", optind < argc ? "unexpected argument" : "-c FILE is required", usage);
+		fprintf(stderr, "livery: %s\n\n%s",
+		        optind < argc ? "unexpected argument" : "-c FILE is required", usage);
 		return 2;
 	}
 	return 0;
@@ -172,15 +186,20 @@ static void worker_run(void *arg)
 /* Runs in the main thread before the worker's thread starts, so bind errors are reported
  * before livery says it is ready. */
 static int worker_init(struct worker *w, struct app *app, int index, const struct config *cfg,
-		       const struct certstore *certs)
+                       const struct certstore *certs)
 {
 	char err[512];
 
 	w->app = app;
 	uv_loop_init(&w->loop);
-	w->srv = (struct server){.loop = &w->loop, .cfg = cfg, .certs = certs, .on_drained = on_drained,
-				 .worker = index, .reuse_port = cfg->workers > 1,
-				 .per_ip = iptable_new(), .relay_sessions = tls_session_cache_new()};
+	w->srv = (struct server){.loop = &w->loop,
+	                         .cfg = cfg,
+	                         .certs = certs,
+	                         .on_drained = on_drained,
+	                         .worker = index,
+	                         .reuse_port = cfg->workers > 1,
+	                         .per_ip = iptable_new(),
+	                         .relay_sessions = tls_session_cache_new()};
 	uv_async_init(&w->loop, &w->wake, on_wake);
 	uv_timer_init(&w->loop, &w->drain_timer);
 	w->listeners = listeners_open(&w->srv, err, sizeof(err));

@@ -4,7 +4,10 @@
 #include <ctype.h>
 #include <string.h>
 
-static bool label_char(char c) { return isalnum((unsigned char)c) || c == '-' || c == '_'; }
+static bool label_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '-' || c == '_';
+}
 
 bool name_normalize(const char *in, size_t len, char *out, bool allow_wildcard)
 {
@@ -20,7 +23,8 @@ bool name_normalize(const char *in, size_t len, char *out, bool allow_wildcard)
 			if (label == 0)
 				return false;
 			label = 0;
-		} else if (label_char(c) || (allow_wildcard && c == '*' && i == 0 && len > 2 && in[1] == '.')) {
+		} else if (label_char(c) ||
+		           (allow_wildcard && c == '*' && i == 0 && len > 2 && in[1] == '.')) {
 			if (++label > 63)
 				return false;
 		} else {
@@ -32,7 +36,10 @@ bool name_normalize(const char *in, size_t len, char *out, bool allow_wildcard)
 	return label > 0;
 }
 
-bool name_is_wildcard(const char *pattern) { return pattern[0] == '*' && pattern[1] == '.'; }
+bool name_is_wildcard(const char *pattern)
+{
+	return pattern[0] == '*' && pattern[1] == '.';
+}
 
 bool name_match(const char *pattern, const char *host)
 {

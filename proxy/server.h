@@ -1,4 +1,5 @@
-/* server: what one event loop's sessions share (config, certificates, the session list, drain state); plain data, owned by listener.c. */
+/* server: what one event loop's sessions share (config, certificates, the session list, drain state); plain
+ * data, owned by listener.c. */
 #ifndef LIVERY_SERVER_H
 #define LIVERY_SERVER_H
 
@@ -20,11 +21,11 @@ struct server {
 	const struct certstore *certs;
 	struct session *sessions; /* doubly linked through session->next/prev */
 	size_t nsessions;
-	struct iptable *per_ip; /* live sessions per client address */
+	struct iptable *per_ip;                   /* live sessions per client address */
 	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
 	uint64_t next_id;
-	int worker;         /* index of the worker (event loop) this server runs in */
-	bool reuse_port;    /* several workers bind the same ports */
+	int worker;      /* index of the worker (event loop) this server runs in */
+	bool reuse_port; /* several workers bind the same ports */
 	bool draining;
 	/* Called when draining and the last session has ended. */
 	void (*on_drained)(struct server *srv);

@@ -1,4 +1,5 @@
-/* session: the client-facing SMTP server state machine: states and their input, events from both legs, timers, flow control and lifetime (commands, replies and content live in session_cmd/_reply/_msg). */
+/* session: the client-facing SMTP server state machine: states and their input, events from both legs,
+ * timers, flow control and lifetime (commands, replies and content live in session_cmd/_reply/_msg). */
 #include "session.h"
 
 #include <inttypes.h>
@@ -42,12 +43,15 @@ void session_update_flow(struct session *s)
 		stream_resume(s->client);
 }
 
-static bool input_none(struct session *s) { return false; }
+static bool input_none(struct session *s)
+{
+	return false;
+}
 
 static const struct state_entry states[] = {
-	[SS_HANDSHAKE] = {"handshake", input_none}, [SS_COMMAND] = {"command", session_input_command},
-	[SS_AUTH] = {"auth", session_input_auth},           [SS_DATA] = {"data", session_input_data},
-	[SS_BDAT] = {"bdat", session_input_bdat},           [SS_CLOSING] = {"closing", input_none},
+        [SS_HANDSHAKE] = {"handshake", input_none}, [SS_COMMAND] = {"command", session_input_command},
+        [SS_AUTH] = {"auth", session_input_auth},   [SS_DATA] = {"data", session_input_data},
+        [SS_BDAT] = {"bdat", session_input_bdat},   [SS_CLOSING] = {"closing", input_none},
 };
 
 void session_enter_state(struct session *s, enum sstate next)
@@ -171,24 +175,24 @@ static void up_on_closed(void *owner)
 }
 
 static const struct upstream_ops upstream_ops = {
-	.on_ready = up_on_ready,
-	.on_reply = up_on_reply,
-	.on_failed = up_on_failed,
-	.on_drain = up_on_drain,
-	.on_closed = up_on_closed,
+        .on_ready = up_on_ready,
+        .on_reply = up_on_reply,
+        .on_failed = up_on_failed,
+        .on_drain = up_on_drain,
+        .on_closed = up_on_closed,
 };
 
 void session_start_upstream(struct session *s)
 {
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
 	struct upstream_params p = {
-		.loop = s->srv->loop,
-		.tenant = s->tenant,
-		.ctx = certstore_client_ctx(s->srv->certs, s->tenant),
-		.sessions = s->tenant->region->tls_resumption ? s->srv->relay_sessions : NULL,
-		.setup_timeout_ms = lim->tls_timeout_ms,
-		.reply_timeout_ms = lim->relay_timeout_ms,
-		.log_id = s->id,
+	        .loop = s->srv->loop,
+	        .tenant = s->tenant,
+	        .ctx = certstore_client_ctx(s->srv->certs, s->tenant),
+	        .sessions = s->tenant->region->tls_resumption ? s->srv->relay_sessions : NULL,
+	        .setup_timeout_ms = lim->tls_timeout_ms,
+	        .reply_timeout_ms = lim->relay_timeout_ms,
+	        .log_id = s->id,
 	};
 
 	/* on_failed (and even on_closed) may come before upstream_start returns. */
@@ -232,7 +236,8 @@ static void cl_on_tls(void *owner, int status)
 		return;
 	}
 	s->tls = true;
-	log_debug("%s: client TLS up: %s %s", s->id, stream_tls_version(s->client), stream_tls_cipher(s->client));
+	log_debug("%s: client TLS up: %s %s", s->id, stream_tls_version(s->client),
+	          stream_tls_cipher(s->client));
 	session_enter_state(s, SS_COMMAND);
 	/* The tenant is known now: open the relay leg so it overlaps the client's EHLO and AUTH. */
 	session_start_upstream(s);
@@ -288,13 +293,13 @@ static void cl_on_close(void *owner)
 }
 
 static const struct stream_ops client_ops = {
-	.on_tls = cl_on_tls,
-	.on_data = cl_on_data,
-	.on_error = cl_on_error,
-	.on_timeout = cl_on_timeout,
-	.on_drain = cl_on_drain,
-	.on_close = cl_on_close,
-	.select_ctx = cl_select_ctx,
+        .on_tls = cl_on_tls,
+        .on_data = cl_on_data,
+        .on_error = cl_on_error,
+        .on_timeout = cl_on_timeout,
+        .on_drain = cl_on_drain,
+        .on_close = cl_on_close,
+        .select_ctx = cl_select_ctx,
 };
 
 /* ---- lifetime ---- */
@@ -309,8 +314,8 @@ void session_close(struct session *s, const char *reason)
 	s->closing = true;
 	s->state = SS_CLOSING;
 	log_info("%s: session from %s ended: %s (tenant %s, %s, %s, %u message%s relayed)", s->id, s->peer,
-		 reason, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
-		 s->messages == 1 ? "" : "s");
+	         reason, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
+	         s->messages == 1 ? "" : "s");
 	stream_close(s->client, true);
 	if (s->up) {
 		upstream_close(s->up, quit);
@@ -351,8 +356,8 @@ static bool over_limits(struct session *s)
 	if (s->srv->nsessions <= lim->max_connections && per_ip <= lim->max_connections_per_ip)
 		return false;
 	log_warn("%s: refusing %s: %s", s->id, s->peer,
-		 per_ip > lim->max_connections_per_ip ? "too many connections from this address"
-						      : "too many connections");
+	         per_ip > lim->max_connections_per_ip ? "too many connections from this address"
+	                                              : "too many connections");
 	if (s->lcfg->tls == TLS_MODE_STARTTLS)
 		session_reply(s, 421, "4.7.0 %s Too many connections, try again later", s->brand);
 	session_close(s, "connection limit");
@@ -406,4 +411,7 @@ void session_shutdown(struct session *s)
 	session_close(s, "shutdown");
 }
 
-struct session *session_next(struct session *s) { return s->next; }
+struct session *session_next(struct session *s)
+{
+	return s->next;
+}

@@ -1,4 +1,5 @@
-/* session: the client-facing SMTP server state machine (greeting, EHLO, STARTTLS, AUTH relay, pipelined relay of MAIL/RCPT/DATA/BDAT, reply scrubbing). */
+/* session: the client-facing SMTP server state machine (greeting, EHLO, STARTTLS, AUTH relay, pipelined relay
+ * of MAIL/RCPT/DATA/BDAT, reply scrubbing). */
 #ifndef LIVERY_SESSION_H
 #define LIVERY_SESSION_H
 

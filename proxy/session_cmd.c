@@ -60,7 +60,7 @@ static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
 		snprintf(l[n++], sizeof(l[0]), "CHUNKING");
 	if (auth_ok)
 		snprintf(l[n++], sizeof(l[0]), "AUTH%s%s", !uc || uc->auth_plain ? " PLAIN" : "",
-			 !uc || uc->auth_login ? " LOGIN" : "");
+		         !uc || uc->auth_login ? " LOGIN" : "");
 	if (s->lcfg->tls == TLS_MODE_STARTTLS && !s->tls)
 		snprintf(l[n++], sizeof(l[0]), "STARTTLS");
 	if (c->verb == SMTP_HELO)
@@ -144,7 +144,8 @@ static enum cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 		session_reply(s, 504, "5.5.4 Unrecognized authentication type");
 	else if (!session_need_upstream(s, &res, true))
 		return res;
-	else if (!(smtp_auth_is(&a, "PLAIN") ? upstream_caps(s->up)->auth_plain : upstream_caps(s->up)->auth_login))
+	else if (!(smtp_auth_is(&a, "PLAIN") ? upstream_caps(s->up)->auth_plain
+	                                     : upstream_caps(s->up)->auth_login))
 		session_reply(s, 504, "5.5.4 Unrecognized authentication type");
 	else {
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
@@ -249,11 +250,11 @@ static enum cmd_result cmd_help(struct session *s, const struct smtp_cmd *c)
 }
 
 static const struct cmd_entry commands[] = {
-	{SMTP_HELO, cmd_ehlo},      {SMTP_EHLO, cmd_ehlo}, {SMTP_STARTTLS, cmd_starttls},
-	{SMTP_AUTH, cmd_auth},      {SMTP_MAIL, cmd_mail}, {SMTP_RCPT, cmd_rcpt},
-	{SMTP_DATA, cmd_data},      {SMTP_BDAT, session_cmd_bdat}, {SMTP_RSET, cmd_rset_noop},
-	{SMTP_NOOP, cmd_rset_noop}, {SMTP_QUIT, cmd_quit}, {SMTP_VRFY, cmd_vrfy},
-	{SMTP_EXPN, cmd_expn},      {SMTP_HELP, cmd_help},
+        {SMTP_HELO, cmd_ehlo},      {SMTP_EHLO, cmd_ehlo},         {SMTP_STARTTLS, cmd_starttls},
+        {SMTP_AUTH, cmd_auth},      {SMTP_MAIL, cmd_mail},         {SMTP_RCPT, cmd_rcpt},
+        {SMTP_DATA, cmd_data},      {SMTP_BDAT, session_cmd_bdat}, {SMTP_RSET, cmd_rset_noop},
+        {SMTP_NOOP, cmd_rset_noop}, {SMTP_QUIT, cmd_quit},         {SMTP_VRFY, cmd_vrfy},
+        {SMTP_EXPN, cmd_expn},      {SMTP_HELP, cmd_help},
 };
 
 /* ---- input per state ---- */

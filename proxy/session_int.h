@@ -1,4 +1,5 @@
-/* session_int: what the session_*.c files share: the session struct, its queues and states (not for use outside the session module). */
+/* session_int: what the session_*.c files share: the session struct, its queues and states (not for use
+ * outside the session module). */
 #ifndef LIVERY_SESSION_INT_H
 #define LIVERY_SESSION_INT_H
 
@@ -31,7 +32,7 @@ struct pending {
 	struct pending *next;
 	enum pending_kind kind;
 	unsigned verb; /* enum smtp_verb or VERB_MESSAGE_END */
-	char *text; /* P_LOCAL: the whole reply, CRLF included */
+	char *text;    /* P_LOCAL: the whole reply, CRLF included */
 };
 
 struct session {
@@ -54,14 +55,14 @@ struct session {
 	/* The command being handled, kept while its handler waits. */
 	char *line;
 	size_t line_len;
-	bool sasl_line_due; /* the relay sent 334 and waits for the client's response */
+	bool sasl_line_due;             /* the relay sent 334 and waits for the client's response */
 	struct smtp_data_filter filter; /* the message being relayed, DATA or BDAT */
 	struct iobuf fwd;               /* filtered content on its way to the relay */
 	uint64_t bdat_left;
 	bool bdat_last;
-	bool bdat_active;       /* a BDAT message is under way (filter set up for it) */
-	bool bdat_local;        /* this chunk is swallowed and answered locally */
-	int bdat_code;          /* that local answer */
+	bool bdat_active; /* a BDAT message is under way (filter set up for it) */
+	bool bdat_local;  /* this chunk is swallowed and answered locally */
+	int bdat_code;    /* that local answer */
 	const char *bdat_text;
 	unsigned messages;
 	unsigned auth_failures;

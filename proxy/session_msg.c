@@ -1,4 +1,5 @@
-/* session_msg: message content from client to relay: DATA and BDAT through the smuggling filter, size and line limits, and halting a message the relay must not complete. */
+/* session_msg: message content from client to relay: DATA and BDAT through the smuggling filter, size and
+ * line limits, and halting a message the relay must not complete. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,7 +20,9 @@ static void halt_message(struct session *s)
 	if (!s->up)
 		return;
 	log_warn("%s: message halted (%s); relay leg closed without completing it", s->id,
-		 s->filter.long_line ? "line too long" : s->filter.bare ? "bare CR or LF" : "too big");
+	         s->filter.long_line ? "line too long"
+	         : s->filter.bare    ? "bare CR or LF"
+	                             : "too big");
 	upstream_close(s->up, false);
 	s->up = NULL;
 	s->up_failed = true;

@@ -1,4 +1,5 @@
-/* session_reply: the client-facing reply queue (local replies wait behind owed relay replies, so replies keep the order of commands), relaying commands and content, and scrubbing the relay's replies. */
+/* session_reply: the client-facing reply queue (local replies wait behind owed relay replies, so replies keep
+ * the order of commands), relaying commands and content, and scrubbing the relay's replies. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>

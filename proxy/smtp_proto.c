@@ -1,4 +1,5 @@
-/* smtp_proto: the pure SMTP grammar (commands, replies, EHLO keywords, DATA end scanning, reply scrubbing); no I/O, no logging. */
+/* smtp_proto: the pure SMTP grammar (commands, replies, EHLO keywords, DATA end scanning, reply scrubbing);
+ * no I/O, no logging. */
 #include "smtp_proto.h"
 
 #include <ctype.h>
@@ -11,11 +12,10 @@
 #include "util.h"
 
 static const char *const verb_names[SMTP_VERB_COUNT] = {
-	[SMTP_UNKNOWN] = "UNKNOWN", [SMTP_HELO] = "HELO", [SMTP_EHLO] = "EHLO",
-	[SMTP_STARTTLS] = "STARTTLS", [SMTP_AUTH] = "AUTH", [SMTP_MAIL] = "MAIL",
-	[SMTP_RCPT] = "RCPT", [SMTP_DATA] = "DATA", [SMTP_BDAT] = "BDAT",
-	[SMTP_RSET] = "RSET", [SMTP_NOOP] = "NOOP", [SMTP_QUIT] = "QUIT",
-	[SMTP_VRFY] = "VRFY", [SMTP_EXPN] = "EXPN", [SMTP_HELP] = "HELP",
+        [SMTP_UNKNOWN] = "UNKNOWN", [SMTP_HELO] = "HELO", [SMTP_EHLO] = "EHLO", [SMTP_STARTTLS] = "STARTTLS",
+        [SMTP_AUTH] = "AUTH",       [SMTP_MAIL] = "MAIL", [SMTP_RCPT] = "RCPT", [SMTP_DATA] = "DATA",
+        [SMTP_BDAT] = "BDAT",       [SMTP_RSET] = "RSET", [SMTP_NOOP] = "NOOP", [SMTP_QUIT] = "QUIT",
+        [SMTP_VRFY] = "VRFY",       [SMTP_EXPN] = "EXPN", [SMTP_HELP] = "HELP",
 };
 
 const char *smtp_verb_name(enum smtp_verb verb)
@@ -61,7 +61,10 @@ enum smtp_parse_result smtp_cmd_parse(const char *line, size_t len, struct smtp_
 	return SMTP_PARSE_OK;
 }
 
-void smtp_reply_init(struct smtp_reply *r) { memset(r, 0, sizeof(*r)); }
+void smtp_reply_init(struct smtp_reply *r)
+{
+	memset(r, 0, sizeof(*r));
+}
 
 void smtp_reply_clear(struct smtp_reply *r)
 {
@@ -311,7 +314,10 @@ void smtp_data_filter_init(struct smtp_data_filter *f, enum smtp_bare_policy pol
 	f->chunked = chunked;
 }
 
-bool smtp_data_filter_cr_pending(const struct smtp_data_filter *f) { return f->state == DF_CR; }
+bool smtp_data_filter_cr_pending(const struct smtp_data_filter *f)
+{
+	return f->state == DF_CR;
+}
 
 static void line_end(struct smtp_data_filter *f)
 {

@@ -1,4 +1,5 @@
-/* smtp_proto: the pure SMTP grammar (commands, replies, EHLO keywords, DATA end scanning, reply scrubbing); no I/O, no logging. */
+/* smtp_proto: the pure SMTP grammar (commands, replies, EHLO keywords, DATA end scanning, reply scrubbing);
+ * no I/O, no logging. */
 #ifndef LIVERY_SMTP_PROTO_H
 #define LIVERY_SMTP_PROTO_H
 
@@ -9,9 +10,9 @@
 #include "iobuf.h"
 
 /* RFC 5321 4.5.3.1.4 allows 512 octets per command line; RFC 4954 4 allows 12288 for AUTH. */
-#define SMTP_CMD_LINE_MAX 512
-#define SMTP_AUTH_LINE_MAX 12288
-#define SMTP_REPLY_LINE_MAX 4096
+#define SMTP_CMD_LINE_MAX    512
+#define SMTP_AUTH_LINE_MAX   12288
+#define SMTP_REPLY_LINE_MAX  4096
 #define SMTP_REPLY_MAX_LINES 64
 
 enum smtp_verb {
@@ -67,7 +68,7 @@ size_t smtp_enhanced_code_len(const char *text);
 void smtp_reply_append(struct iobuf *out, int code, const char *const *lines, size_t nlines);
 /* Appends a one-line reply built like printf. */
 void smtp_reply_appendf(struct iobuf *out, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* What a server announced in its EHLO reply. */
 struct smtp_caps {
@@ -123,7 +124,8 @@ struct smtp_data_filter {
 void smtp_data_filter_init(struct smtp_data_filter *f, enum smtp_bare_policy policy, bool chunked);
 /* Consumes input up to and including the end of data (then *done is set) and appends what
  * may be forwarded to out. Returns the number of input bytes consumed. */
-size_t smtp_data_filter(struct smtp_data_filter *f, const char *in, size_t len, struct iobuf *out, bool *done);
+size_t smtp_data_filter(struct smtp_data_filter *f, const char *in, size_t len, struct iobuf *out,
+                        bool *done);
 /* Chunked mode: true when the content so far ends in a CR whose LF has not come. */
 bool smtp_data_filter_cr_pending(const struct smtp_data_filter *f);
 

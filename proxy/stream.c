@@ -1,4 +1,5 @@
-/* stream: the one connection abstraction both legs use (TCP plus optional TLS, byte events, one write queue, a timer, backpressure, close); no SMTP semantics. */
+/* stream: the one connection abstraction both legs use (TCP plus optional TLS, byte events, one write queue,
+ * a timer, backpressure, close); no SMTP semantics. */
 #include "stream.h"
 
 #include <stdlib.h>
@@ -132,7 +133,10 @@ void stream_write(struct stream *s, const char *buf, size_t len)
 	flush_out(s);
 }
 
-bool stream_write_blocked(const struct stream *s) { return s->above_high; }
+bool stream_write_blocked(const struct stream *s)
+{
+	return s->above_high;
+}
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -295,7 +299,7 @@ void stream_start_tls_server(struct stream *s)
 }
 
 int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, const char *verify_name,
-			    tls_session *resume)
+                            tls_session *resume)
 {
 	s->tls = tls_conn_new(ctx, &s->cin, tls_send, s);
 	if (!s->tls)
@@ -308,16 +312,25 @@ int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, con
 	return 0;
 }
 
-bool stream_is_tls(const struct stream *s) { return s->tls_state == TS_UP; }
+bool stream_is_tls(const struct stream *s)
+{
+	return s->tls_state == TS_UP;
+}
 
 tls_session *stream_tls_session(const struct stream *s)
 {
 	return s->tls_state == TS_UP ? tls_conn_get_session(s->tls) : NULL;
 }
 
-bool stream_tls_resumed(const struct stream *s) { return s->tls_state == TS_UP && tls_conn_resumed(s->tls); }
+bool stream_tls_resumed(const struct stream *s)
+{
+	return s->tls_state == TS_UP && tls_conn_resumed(s->tls);
+}
 
-const char *stream_sni(const struct stream *s) { return s->sni; }
+const char *stream_sni(const struct stream *s)
+{
+	return s->sni;
+}
 
 const char *stream_tls_version(const struct stream *s)
 {

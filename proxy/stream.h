@@ -1,4 +1,5 @@
-/* stream: the one connection abstraction both legs use (TCP plus optional TLS, byte events, one write queue, a timer, backpressure, close); no SMTP semantics. */
+/* stream: the one connection abstraction both legs use (TCP plus optional TLS, byte events, one write queue,
+ * a timer, backpressure, close); no SMTP semantics. */
 #ifndef LIVERY_STREAM_H
 #define LIVERY_STREAM_H
 
@@ -11,7 +12,7 @@
 /* Write-queue marks for backpressure: above HIGH the owner should stop feeding this stream
  * (stream_write_blocked), and on_drain fires once it falls below LOW. */
 #define STREAM_WRITE_HIGH (256 * 1024)
-#define STREAM_WRITE_LOW (64 * 1024)
+#define STREAM_WRITE_LOW  (64 * 1024)
 
 struct stream;
 
@@ -43,7 +44,7 @@ void stream_start_tls_server(struct stream *s);
 /* Starts a client handshake; verify_name NULL skips the name check (and ctx may not verify).
  * resume, when not NULL, is a session offered for resumption. */
 int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, const char *verify_name,
-			    tls_session *resume);
+                            tls_session *resume);
 /* Client side, once TLS is up: a new reference to the session, and whether it was resumed. */
 tls_session *stream_tls_session(const struct stream *s);
 bool stream_tls_resumed(const struct stream *s);

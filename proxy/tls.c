@@ -1,4 +1,5 @@
-/* tls: wolfSSL glue (contexts, memory-buffer I/O callbacks, a step API returning OK/WANT_READ/CLOSED/ERR); knows nothing of libuv or SMTP. */
+/* tls: wolfSSL glue (contexts, memory-buffer I/O callbacks, a step API returning OK/WANT_READ/CLOSED/ERR);
+ * knows nothing of libuv or SMTP. */
 #include "tls.h"
 
 #include <errno.h>
@@ -13,10 +14,10 @@
 
 /* ChaCha20 first: Debian's wolfSSL has no AES-NI, and ChaCha20-Poly1305 is faster there. */
 static const char cipher_list[] =
-	"TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+        "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
 
 struct tls_conn {
 	WOLFSSL *ssl;
@@ -28,9 +29,15 @@ struct tls_conn {
 	char errbuf[160];
 };
 
-void tls_global_init(void) { wolfSSL_Init(); }
+void tls_global_init(void)
+{
+	wolfSSL_Init();
+}
 
-void tls_global_cleanup(void) { wolfSSL_Cleanup(); }
+void tls_global_cleanup(void)
+{
+	wolfSSL_Cleanup();
+}
 
 static void set_err(char *err, size_t errlen, const char *what, const char *path, int code)
 {
@@ -70,7 +77,10 @@ static tls_ctx *ctx_common(WOLFSSL_METHOD *method)
 	return ctx;
 }
 
-static void pipe_send(void *arg, const char *buf, size_t len) { iobuf_append(arg, buf, len); }
+static void pipe_send(void *arg, const char *buf, size_t len)
+{
+	iobuf_append(arg, buf, len);
+}
 
 /* wolfSSL_CTX_check_private_key only compares key types and sizes for ECC in this build, so
  * a P-256 key of another certificate passes it. A handshake in memory against the context
@@ -154,7 +164,10 @@ tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t 
 	return NULL;
 }
 
-void tls_ctx_free(tls_ctx *ctx) { wolfSSL_CTX_free(ctx); }
+void tls_ctx_free(tls_ctx *ctx)
+{
+	wolfSSL_CTX_free(ctx);
+}
 
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
@@ -214,7 +227,10 @@ void tls_conn_set_client_names(struct tls_conn *c, const char *sni, const char *
 		wolfSSL_check_domain_name(c->ssl, verify_name);
 }
 
-void tls_conn_set_eof(struct tls_conn *c) { c->eof = true; }
+void tls_conn_set_eof(struct tls_conn *c)
+{
+	c->eof = true;
+}
 
 static enum tls_status status_of(struct tls_conn *c, int ret)
 {
@@ -260,7 +276,10 @@ enum tls_status tls_conn_write(struct tls_conn *c, const char *buf, size_t len)
 	return TLS_OK;
 }
 
-void tls_conn_shutdown(struct tls_conn *c) { wolfSSL_shutdown(c->ssl); }
+void tls_conn_shutdown(struct tls_conn *c)
+{
+	wolfSSL_shutdown(c->ssl);
+}
 
 const char *tls_conn_error(struct tls_conn *c)
 {
@@ -273,9 +292,15 @@ const char *tls_conn_error(struct tls_conn *c)
 	return c->errbuf;
 }
 
-const char *tls_conn_version(struct tls_conn *c) { return wolfSSL_get_version(c->ssl); }
+const char *tls_conn_version(struct tls_conn *c)
+{
+	return wolfSSL_get_version(c->ssl);
+}
 
-const char *tls_conn_cipher(struct tls_conn *c) { return wolfSSL_get_cipher_name(c->ssl); }
+const char *tls_conn_cipher(struct tls_conn *c)
+{
+	return wolfSSL_get_cipher_name(c->ssl);
+}
 
 void tls_conn_set_session(struct tls_conn *c, tls_session *session)
 {
@@ -284,9 +309,15 @@ void tls_conn_set_session(struct tls_conn *c, tls_session *session)
 		wolfSSL_set_session(c->ssl, session);
 }
 
-tls_session *tls_conn_get_session(struct tls_conn *c) { return wolfSSL_get1_session(c->ssl); }
+tls_session *tls_conn_get_session(struct tls_conn *c)
+{
+	return wolfSSL_get1_session(c->ssl);
+}
 
-bool tls_conn_resumed(struct tls_conn *c) { return wolfSSL_session_reused(c->ssl) == 1; }
+bool tls_conn_resumed(struct tls_conn *c)
+{
+	return wolfSSL_session_reused(c->ssl) == 1;
+}
 
 #define SESSION_CACHE_MAX 64
 
@@ -301,7 +332,10 @@ struct tls_session_cache {
 	size_t n;
 };
 
-struct tls_session_cache *tls_session_cache_new(void) { return xcalloc(1, sizeof(struct tls_session_cache)); }
+struct tls_session_cache *tls_session_cache_new(void)
+{
+	return xcalloc(1, sizeof(struct tls_session_cache));
+}
 
 static void cached_free(struct cached_session *e)
 {
@@ -377,7 +411,8 @@ enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap
 	size_t rec = ((size_t)u[3] << 8 | u[4]) + 5;
 	if (len < rec)
 		return TLS_PEEK_NEED_MORE;
-	if (wolfSSL_SNI_GetFromBuffer(u, (word32)rec, WOLFSSL_SNI_HOST_NAME, out, &outlen) == WOLFSSL_SUCCESS &&
+	if (wolfSSL_SNI_GetFromBuffer(u, (word32)rec, WOLFSSL_SNI_HOST_NAME, out, &outlen) ==
+	            WOLFSSL_SUCCESS &&
 	    outlen < snicap) {
 		memcpy(sni, out, outlen);
 		sni[outlen] = '\0';

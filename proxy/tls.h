@@ -1,4 +1,5 @@
-/* tls: wolfSSL glue (contexts, memory-buffer I/O callbacks, a step API returning OK/WANT_READ/CLOSED/ERR); knows nothing of libuv or SMTP. */
+/* tls: wolfSSL glue (contexts, memory-buffer I/O callbacks, a step API returning OK/WANT_READ/CLOSED/ERR);
+ * knows nothing of libuv or SMTP. */
 #ifndef LIVERY_TLS_H
 #define LIVERY_TLS_H
 

@@ -1,4 +1,5 @@
-/* upstream: the relay-facing SMTP client state machine (resolve, connect, banner, EHLO, STARTTLS, verified TLS, EHLO, then relay); never sees the client's stream or reply texts. */
+/* upstream: the relay-facing SMTP client state machine (resolve, connect, banner, EHLO, STARTTLS, verified
+ * TLS, EHLO, then relay); never sees the client's stream or reply texts. */
 #include "upstream.h"
 
 #include <stdarg.h>
@@ -78,7 +79,10 @@ static void send_line(struct upstream *u, const char *line)
 	stream_write(u->stream, buf, (size_t)n);
 }
 
-static void enter_banner(struct upstream *u) { stream_set_timer(u->stream, u->p.setup_timeout_ms); }
+static void enter_banner(struct upstream *u)
+{
+	stream_set_timer(u->stream, u->p.setup_timeout_ms);
+}
 
 static void enter_ehlo(struct upstream *u)
 {
@@ -95,7 +99,10 @@ static void enter_starttls(struct upstream *u)
 	stream_set_timer(u->stream, u->p.setup_timeout_ms);
 }
 
-static const struct relay_host *cur_host(const struct upstream *u) { return &u->region->hosts[u->host]; }
+static const struct relay_host *cur_host(const struct upstream *u)
+{
+	return &u->region->hosts[u->host];
+}
 
 /* Sessions are only resumed with the context (so the verification policy), address and
  * name they were made with. */
@@ -112,7 +119,7 @@ static void enter_tls(struct upstream *u)
 	stream_set_timer(u->stream, u->p.setup_timeout_ms);
 	if (t->skip_verification)
 		log_warn("%s: relay %s: certificate verification is skipped for tenant '%s'", u->log_id,
-			 u->addr_text, t->name);
+		         u->addr_text, t->name);
 	const char *verify = t->skip_verification ? NULL : h->verify_name;
 	session_key(u, u->session_key, sizeof(u->session_key));
 	tls_session *resume = u->p.sessions ? tls_session_cache_get(u->p.sessions, u->session_key) : NULL;
@@ -134,7 +141,7 @@ static void enter_ready(struct upstream *u)
 	stream_set_timer(u->stream, 0);
 	remember_session(u);
 	log_debug("%s: relay %s ready (%s %s%s)", u->log_id, u->addr_text, stream_tls_version(u->stream),
-		  stream_tls_cipher(u->stream), stream_tls_resumed(u->stream) ? ", resumed" : "");
+	          stream_tls_cipher(u->stream), stream_tls_resumed(u->stream) ? ", resumed" : "");
 	u->ops->on_ready(u->owner);
 }
 
@@ -156,9 +163,9 @@ static void reply_ehlo(struct upstream *u, const struct smtp_reply *r)
 		return enter_state(u, U_STARTTLS);
 	if (u->p.tenant->require_tls)
 		return attempt_failed(u, "relay %s does not offer STARTTLS and tenant '%s' requires TLS",
-				      u->addr_text, u->p.tenant->name);
+		                      u->addr_text, u->p.tenant->name);
 	log_warn("%s: relay %s does not offer STARTTLS: relaying in plaintext (require_tls = false)",
-		 u->log_id, u->addr_text);
+	         u->log_id, u->addr_text);
 	enter_state(u, U_READY);
 }
 
@@ -170,7 +177,7 @@ static void reply_starttls(struct upstream *u, const struct smtp_reply *r)
 		return attempt_failed(u, "relay %s refused STARTTLS with %d", u->addr_text, r->code);
 	if (iobuf_avail(&u->in) > 0)
 		return attempt_failed(u, "relay %s sent data after its STARTTLS reply (injection attempt)",
-				      u->addr_text);
+		                      u->addr_text);
 	enter_state(u, U_TLS);
 }
 
@@ -186,14 +193,14 @@ static void reply_ready(struct upstream *u, const struct smtp_reply *r)
 }
 
 static const struct state_entry states[] = {
-	[U_RESOLVE] = {"resolve", NULL, NULL},
-	[U_CONNECT] = {"connect", NULL, NULL},
-	[U_TLS] = {"tls", enter_tls, NULL},
-	[U_BANNER] = {"banner", enter_banner, reply_banner},
-	[U_EHLO] = {"ehlo", enter_ehlo, reply_ehlo},
-	[U_STARTTLS] = {"starttls", enter_starttls, reply_starttls},
-	[U_READY] = {"ready", enter_ready, reply_ready},
-	[U_DEAD] = {"dead", NULL, NULL},
+        [U_RESOLVE] = {"resolve", NULL, NULL},
+        [U_CONNECT] = {"connect", NULL, NULL},
+        [U_TLS] = {"tls", enter_tls, NULL},
+        [U_BANNER] = {"banner", enter_banner, reply_banner},
+        [U_EHLO] = {"ehlo", enter_ehlo, reply_ehlo},
+        [U_STARTTLS] = {"starttls", enter_starttls, reply_starttls},
+        [U_READY] = {"ready", enter_ready, reply_ready},
+        [U_DEAD] = {"dead", NULL, NULL},
 };
 
 static void enter_state(struct upstream *u, enum ustate next)
@@ -250,7 +257,8 @@ static void up_on_tls(void *owner, int status)
 	struct upstream *u = owner;
 
 	if (status < 0)
-		return attempt_failed(u, "TLS with relay %s failed: %s", u->addr_text, stream_tls_error(u->stream));
+		return attempt_failed(u, "TLS with relay %s failed: %s", u->addr_text,
+		                      stream_tls_error(u->stream));
 	u->tls_done = true;
 	/* After STARTTLS the relay's state is reset and it must be asked for EHLO again. */
 	enter_state(u, u->region->tls == TLS_MODE_IMPLICIT ? U_BANNER : U_EHLO);
@@ -261,7 +269,7 @@ static void up_on_error(void *owner, int status)
 	struct upstream *u = owner;
 
 	setup_fail(u, "relay %s closed the connection (%s)", u->addr_text,
-		   status == UV_EOF ? "end of stream" : uv_strerror(status));
+	           status == UV_EOF ? "end of stream" : uv_strerror(status));
 }
 
 static void up_on_timeout(void *owner)
@@ -293,16 +301,19 @@ static void release(struct upstream *u)
 	ops->on_closed(owner);
 }
 
-static void up_on_close(void *owner) { release(owner); }
+static void up_on_close(void *owner)
+{
+	release(owner);
+}
 
 static const struct stream_ops stream_ops = {
-	.on_connect = up_on_connect,
-	.on_tls = up_on_tls,
-	.on_data = up_on_data,
-	.on_error = up_on_error,
-	.on_timeout = up_on_timeout,
-	.on_drain = up_on_drain,
-	.on_close = up_on_close,
+        .on_connect = up_on_connect,
+        .on_tls = up_on_tls,
+        .on_data = up_on_data,
+        .on_error = up_on_error,
+        .on_timeout = up_on_timeout,
+        .on_drain = up_on_drain,
+        .on_close = up_on_close,
 };
 
 static void drop_stream(struct upstream *u)
@@ -343,7 +354,7 @@ static void try_next(struct upstream *u)
 		if (++u->host < u->region->nhosts)
 			return resolve_host(u);
 		return fail(u, "no relay of region '%s' could be used; last error: %s", u->region->name,
-			    u->last_error);
+		            u->last_error);
 	}
 	struct addrinfo *ai = u->next_addr;
 	u->next_addr = ai->ai_next;
@@ -419,7 +430,10 @@ struct upstream *upstream_start(const struct upstream_params *p, const struct up
 	return u;
 }
 
-bool upstream_is_ready(const struct upstream *u) { return u->state == U_READY; }
+bool upstream_is_ready(const struct upstream *u)
+{
+	return u->state == U_READY;
+}
 
 void upstream_set_reply_timeout(struct upstream *u, unsigned ms)
 {
@@ -428,7 +442,10 @@ void upstream_set_reply_timeout(struct upstream *u, unsigned ms)
 		stream_set_timer(u->stream, ms);
 }
 
-const struct smtp_caps *upstream_caps(const struct upstream *u) { return &u->caps; }
+const struct smtp_caps *upstream_caps(const struct upstream *u)
+{
+	return &u->caps;
+}
 
 void upstream_send(struct upstream *u, const char *buf, size_t len, unsigned nreplies)
 {

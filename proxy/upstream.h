@@ -1,4 +1,5 @@
-/* upstream: the relay-facing SMTP client state machine (resolve, connect, banner, EHLO, STARTTLS, verified TLS, EHLO, then relay); never sees the client's stream or reply texts. */
+/* upstream: the relay-facing SMTP client state machine (resolve, connect, banner, EHLO, STARTTLS, verified
+ * TLS, EHLO, then relay); never sees the client's stream or reply texts. */
 #ifndef LIVERY_UPSTREAM_H
 #define LIVERY_UPSTREAM_H
 
@@ -27,9 +28,9 @@ struct upstream_params {
 	const struct tenant_cfg *tenant;
 	tls_ctx *ctx;
 	struct tls_session_cache *sessions; /* NULL: no resumption */
-	unsigned setup_timeout_ms; /* TLS handshake and each setup reply */
-	unsigned reply_timeout_ms; /* each reply while relaying */
-	const char *log_id;        /* the session's id, for log lines */
+	unsigned setup_timeout_ms;          /* TLS handshake and each setup reply */
+	unsigned reply_timeout_ms;          /* each reply while relaying */
+	const char *log_id;                 /* the session's id, for log lines */
 };
 
 /* Starts resolving the region's first host. Failures are reported through ops, possibly
