@@ -179,6 +179,7 @@ static void worker_run(void *arg)
 	struct worker *w = arg;
 
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	tls_thread_cleanup();
 	atomic_fetch_sub(&w->app->workers_running, 1);
 	uv_async_send(&w->app->worker_done);
 }

@@ -9,6 +9,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include "util.h"
 
@@ -37,6 +38,15 @@ void tls_global_init(void)
 void tls_global_cleanup(void)
 {
 	wolfSSL_Cleanup();
+}
+
+void tls_thread_cleanup(void)
+{
+#ifdef FP_ECC
+	/* Debian's build caches fixed-point ECC tables per thread; wolfSSL_Cleanup only frees
+	 * the calling thread's. */
+	wc_ecc_fp_free();
+#endif
 }
 
 static void set_err(char *err, size_t errlen, const char *what, const char *path, int code)

@@ -20,6 +20,8 @@ typedef void (*tls_send_fn)(void *arg, const char *buf, size_t len);
 
 void tls_global_init(void);
 void tls_global_cleanup(void);
+/* Frees what wolfSSL keeps per thread; each worker thread calls it before it ends. */
+void tls_thread_cleanup(void);
 
 /* A server context for one certificate chain + key, proven to match by a handshake in
  * memory. NULL with a message in err on failure; *key_at_fault then says whether the key
