@@ -204,6 +204,9 @@ class ShutdownTest(h.ProxyTestCase):
             return False
         except ConnectionRefusedError:
             return True
+        except ConnectionResetError:
+            # Caught while the listening socket closed: ask again.
+            return False
 
     def check_ended(self, idle, busy):
         self.assertEqual(idle.reply().raw, "421 4.3.2 %s Service shutting down\r\n" % h.LISTENER_HOSTNAME)
