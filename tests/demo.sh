@@ -12,7 +12,8 @@ keep=0
 [ "${1:-}" = "--keep" ] && keep=1
 
 bash "$top/tests/install-deps.sh"
-cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+wolfssl_prefix=$(bash "$top/tests/wolfssl-prefix.sh")
+cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLIVERY_WOLFSSL_PREFIX="$wolfssl_prefix" >/dev/null
 cmake --build "$build" -j"$(nproc)" --target livery livery-test-relay >/dev/null
 rm -rf "$demo" && mkdir -p "$demo/relay"
 "$top/certs/livery-certs" test-set "$demo/certs" >/dev/null
