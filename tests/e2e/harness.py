@@ -281,7 +281,7 @@ class Relay(Process):
 
 
 def config_text(certs, relay_port, starttls_port, implicit_port, relay_tls="starttls",
-                region_extra=(), tenant_extra=None, listener_extra=(), top_extra=()):
+                region_extra=(), tenant_extra=None, listener_extra=(), top_extra=(), region_hosts=None):
     """livery's configuration for the standard test setup, one setting per line."""
     tenant_extra = tenant_extra or {}
     q = lambda s: '"%s"' % s
@@ -303,7 +303,10 @@ def config_text(certs, relay_port, starttls_port, implicit_port, relay_tls="star
     L.append("regions = (")
     L.append("  {")
     L.append('    name = "relay";')
-    L.append('    host = "%s";' % HOST)
+    if region_hosts:
+        L.append("    hosts = [ %s ];" % ", ".join(q(x) for x in region_hosts))
+    else:
+        L.append('    host = "%s";' % HOST)
     L.append("    port = %d;" % relay_port)
     L.append("    tls = %s;" % q(relay_tls))
     L.append('    verify_name = "smtp.relay.test";')
