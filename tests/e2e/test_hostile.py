@@ -206,7 +206,10 @@ class Hostile(h.ProxyTestCase):
                 pass
         self.assertLess(sent, limit, "livery kept reading a client that reads no replies")
         grown = rss_kib(pid) - base
-        self.assertLess(grown, 64 * 1024, "livery grew by %d KiB" % grown)
+        with open("/proc/%d/maps" % pid) as f:
+            asan = "libasan" in f.read()
+        if not asan:  # AddressSanitizer keeps freed memory in quarantine: RSS says nothing
+            self.assertLess(grown, 64 * 1024, "livery grew by %d KiB" % grown)
         other = self.starttls_session()
         self.assertReply(other.cmd("QUIT"), 221)
         c.sock.setblocking(True)
