@@ -93,6 +93,8 @@ struct pending *session_pop_pending(struct session *s);
 void session_flush_local(struct session *s);
 void session_free_pending(struct session *s);
 bool session_relay_owed(const struct session *s);
+/* Sends line (no CRLF, at most SMTP_AUTH_LINE_MAX octets) and CRLF to the relay. */
+void session_send_line(struct session *s, const char *line, size_t len, unsigned nreplies);
 void session_relay_line(struct session *s, const char *line, size_t len, unsigned verb);
 void session_relay_body(struct session *s, const char *buf, size_t len, unsigned nreplies);
 void session_forward_reply(struct session *s, const struct smtp_reply *r, bool scrub);

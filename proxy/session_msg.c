@@ -96,8 +96,7 @@ enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c)
 		bdat_refuse(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
 	} else {
 		/* The chunk's reply is owed once its bytes are sent (input_bdat). */
-		upstream_send(s->up, s->line, s->line_len, 0);
-		upstream_send(s->up, "\r\n", 2, 0);
+		session_send_line(s, s->line, s->line_len, 0);
 	}
 	s->bdat_left = size;
 	s->bdat_last = last;

@@ -110,10 +110,19 @@ bool session_relay_owed(const struct session *s)
 
 /* ---- relaying ---- */
 
+void session_send_line(struct session *s, const char *line, size_t len, unsigned nreplies)
+{
+	char buf[SMTP_AUTH_LINE_MAX + 2];
+
+	/* One write (one TLS record) for the line and its CRLF. */
+	memcpy(buf, line, len);
+	memcpy(buf + len, "\r\n", 2);
+	upstream_send(s->up, buf, len + 2, nreplies);
+}
+
 void session_relay_line(struct session *s, const char *line, size_t len, unsigned verb)
 {
-	upstream_send(s->up, line, len, 1);
-	upstream_send(s->up, "\r\n", 2, 0);
+	session_send_line(s, line, len, 1);
 	session_expect_relay(s, verb, P_RELAY);
 }
 
