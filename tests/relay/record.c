@@ -50,6 +50,8 @@ bool record_init(const char *dir)
 
 void record_event(const char *fmt, ...)
 {
+    if (!record_dir)
+        return; /* --sink */
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -67,6 +69,8 @@ void record_event(const char *fmt, ...)
 
 int record_open_raw(unsigned n)
 {
+    if (!record_dir)
+        return -1; /* --sink */
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/conn-%u.raw", record_dir, n);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -99,6 +103,8 @@ static void write_file(const char *name, const char *head, const struct buf *bod
 
 unsigned record_message(const char *user, const struct buf *env, const struct buf *payload)
 {
+    if (!record_dir)
+        return 0; /* --sink */
     char name[64], head[600];
     pthread_mutex_lock(&record_lock);
     unsigned n = ++msg_count;

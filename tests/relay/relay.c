@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +13,8 @@
 #include <unistd.h>
 
 #include "relay.h"
+
+#include <wolfssl/wolfcrypt/ecc.h>
 
 struct relay_opts opts = { .listen = "127.0.0.1" };
 WOLFSSL_CTX *tls_ctx;
@@ -31,7 +35,11 @@ static void usage(FILE *out)
           "         [--user NAME:PASSWORD]... [--reply VERB=CODE TEXT]...\n"
           "         [--fault NAME]... [--ready-file F]\n"
           "faults: starttls-inject starttls-error stall-banner stall-data reset-data "
-          "reset-banner\n",
+          "reset-banner\n"
+          "   or: livery-test-relay --sink --port P --cert F --key F [--implicit] [--user N:P]...\n"
+          "         a benchmark sink: no recording (--record optional and unused), messages\n"
+          "         discarded, AUTH accepted with any credentials unless --user is given, and\n"
+          "         also before TLS (for proxies with a plaintext backend)\n",
           out);
 }
 
@@ -84,7 +92,7 @@ static void add_fault(const char *name)
 static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 256, O_LISTEN, O_CERT, O_KEY, O_RECORD, O_IMPLICIT, O_NO_STARTTLS,
-           O_REJECT_AUTH, O_USER, O_REPLY, O_FAULT, O_READY, O_HELP };
+           O_REJECT_AUTH, O_USER, O_REPLY, O_FAULT, O_READY, O_SINK, O_HELP };
     static const struct option longopts[] = {
         { "port", required_argument, NULL, O_PORT },
         { "listen", required_argument, NULL, O_LISTEN },
@@ -98,6 +106,7 @@ static void parse_args(int argc, char **argv)
         { "reply", required_argument, NULL, O_REPLY },
         { "fault", required_argument, NULL, O_FAULT },
         { "ready-file", required_argument, NULL, O_READY },
+        { "sink", no_argument, NULL, O_SINK },
         { "help", no_argument, NULL, O_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -116,12 +125,20 @@ static void parse_args(int argc, char **argv)
         case O_REPLY: add_reply(optarg); break;
         case O_FAULT: add_fault(optarg); break;
         case O_READY: opts.ready_file = optarg; break;
+        case O_SINK: opts.sink = true; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
     }
     if (optind < argc)
         bad_usage("unexpected argument \"%s\"", argv[optind]);
+    if (opts.sink) {
+        if (!opts.port || !opts.cert || !opts.key)
+            bad_usage("%s are required", "--port, --cert and --key");
+        opts.record = NULL;
+        opts.any_user = opts.nusers == 0;
+        return;
+    }
     if (!opts.port || !opts.cert || !opts.key || !opts.record)
         bad_usage("%s are required", "--port, --cert, --key and --record");
     if (opts.nusers == 0)
@@ -160,7 +177,7 @@ static int listen_socket(void)
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, opts.sink ? 4096 : 128) < 0) {
         warnx_relay("%s port %s: %s", opts.listen, opts.port, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -202,9 +219,8 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static void *conn_thread(void *arg)
+static void serve(struct conn *c)
 {
-    struct conn *c = arg;
     if (opts.faults & FAULT_RESET_BANNER)
         conn_reset(c);
     else if (opts.faults & FAULT_STALL_BANNER)
@@ -214,7 +230,77 @@ static void *conn_thread(void *arg)
     conn_close(c);
     record_event("conn %u close", c->n);
     conn_free(c);
+}
+
+/* --sink: a thread whose connection ended waits here for the next one instead of exiting, so
+ * benchmarks do not pay for a thread (and wolfSSL's per-thread state, such as its fixed-point
+ * ECC cache) per connection. Last in, first out: the most recently busy thread, whose caches
+ * are warm, gets the next connection. */
+struct idle_thread {
+    pthread_cond_t cond;
+    struct conn *conn; /* set by pool_give */
+    struct idle_thread *next;
+};
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct idle_thread *pool_top;
+
+static struct conn *pool_wait(void)
+{
+    struct idle_thread self = { .cond = PTHREAD_COND_INITIALIZER };
+    pthread_mutex_lock(&pool_lock);
+    self.next = pool_top;
+    pool_top = &self;
+    while (!self.conn)
+        pthread_cond_wait(&self.cond, &pool_lock);
+    pthread_mutex_unlock(&pool_lock);
+    pthread_cond_destroy(&self.cond);
+    return self.conn;
+}
+
+/* Hands c to the most recently idle thread; false when none is idle (start a new one then). */
+static bool pool_give(struct conn *c)
+{
+    pthread_mutex_lock(&pool_lock);
+    struct idle_thread *t = pool_top;
+    if (t) {
+        pool_top = t->next;
+        t->conn = c;
+        pthread_cond_signal(&t->cond);
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return t != NULL;
+}
+
+static void *conn_thread(void *arg)
+{
+    struct conn *c = arg;
+    for (;;) {
+        serve(c);
+        if (!opts.sink)
+            break;
+        c = pool_wait();
+    }
+#ifdef FP_ECC
+    /* Debian's wolfSSL keeps a fixed-point ECC cache per thread (FP_ECC), ~800 KB that each
+     * connection thread would otherwise leak. */
+    wc_ecc_fp_free();
+#endif
     return NULL;
+}
+
+static void start_thread(struct conn *c)
+{
+    pthread_t tid;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&tid, &attr, conn_thread, c) != 0) {
+        warnx_relay("conn %u: cannot start a thread", c->n);
+        record_event("conn %u close", c->n);
+        conn_free(c);
+    }
+    pthread_attr_destroy(&attr);
 }
 
 static void accept_loop(int lfd)
@@ -229,16 +315,14 @@ static void accept_loop(int lfd)
         }
         struct conn *c = conn_new(fd, ++count);
         record_event("conn %u open", c->n);
-        pthread_t tid;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&tid, &attr, conn_thread, c) != 0) {
-            warnx_relay("conn %u: cannot start a thread", c->n);
-            record_event("conn %u close", c->n);
-            conn_free(c);
+        if (opts.sink) {
+            /* Pipelined replies are separate writes: send each at once. */
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (pool_give(c))
+                continue;
         }
-        pthread_attr_destroy(&attr);
+        start_thread(c);
     }
 }
 
@@ -246,7 +330,7 @@ int main(int argc, char **argv)
 {
     parse_args(argc, argv);
     install_signals();
-    if (!record_init(opts.record) || !tls_setup())
+    if ((opts.record && !record_init(opts.record)) || !tls_setup())
         return 1;
     int lfd = listen_socket();
     if (lfd < 0)

@@ -33,6 +33,10 @@ struct reply_override {
 struct relay_opts {
     const char *port, *listen, *cert, *key, *record, *ready_file;
     bool implicit, no_starttls, reject_auth;
+    /* --sink: a fast stand-in for benchmarks: nothing recorded, messages discarded, AUTH
+     * accepted for any credentials (unless --user is given) and also without TLS. */
+    bool sink;
+    bool any_user; /* no --user given in sink mode */
     struct user *users;
     size_t nusers;
     struct reply_override *replies;
@@ -53,6 +57,8 @@ void buf_append(struct buf *b, const void *data, size_t n);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(struct buf *b);
 bool buf_ends_crlf(const struct buf *b);
+/* Drops all but the last n bytes. */
+void buf_keep_tail(struct buf *b, size_t n);
 /* Decodes base64 into out (NUL-terminated, cap bytes); returns the length or -1. */
 long base64_decode(const char *in, char *out, size_t cap);
 void *xcalloc(size_t n, size_t size);

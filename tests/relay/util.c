@@ -67,6 +67,15 @@ void buf_free(struct buf *b)
     b->len = b->cap = 0;
 }
 
+void buf_keep_tail(struct buf *b, size_t n)
+{
+    if (b->len <= n)
+        return;
+    memmove(b->p, b->p + b->len - n, n);
+    b->len = n;
+    b->p[n] = '\0';
+}
+
 bool buf_ends_crlf(const struct buf *b)
 {
     return b->len >= 2 && b->p[b->len - 2] == '\r' && b->p[b->len - 1] == '\n';

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Turns the JSON files of one bench/run into a Markdown report (stdout).
+
+usage: report.py SCRATCH_DIR COMMAND SESSIONS CONCURRENCY HOLD MESSAGES SIZE
+"""
+import json
+import os
+import sys
+
+TARGET_CEILING = 0.75   # proxied sessions/s >= 75% of the crypto ceiling
+TARGET_CPU = 0.5        # livery CPU/session <= 0.5 x nginx's
+TARGET_RESUME = 1.5     # sessions/s with relay-leg resumption >= 1.5 x without
+TARGET_RSS_KIB = 160    # RSS per live proxied session
+
+
+def load(d, name):
+    path = os.path.join(d, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def machine(d):
+    out = {}
+    with open(os.path.join(d, "machine.txt")) as f:
+        for line in f:
+            k, _, v = line.strip().partition("=")
+            out[k] = v
+    return out
+
+
+def errors(run):
+    e = run.get("errors", {})
+    return ", ".join(f"{k}: {v}" for k, v in e.items()) if e else "none"
+
+
+def mem_per_session(mem):
+    if not mem or not mem["held"]:
+        return None, None
+    held = mem["held"]
+    return ((mem["rss_during_kib"] - mem["rss_before_kib"]) / held,
+            (mem["pss_during_kib"] - mem["pss_before_kib"]) / held)
+
+
+def row(label, run, cpu, mem, runs=None):
+    if run is None:
+        return None
+    ok = run["sessions_ok"]
+    cpu_ms = cpu["cpu_s"] * 1000 / ok if cpu and ok else None
+    sink_ms = cpu["sink_cpu_s"] * 1000 / ok if cpu and ok and "sink_cpu_s" in cpu else None
+    busy = cpu.get("machine_busy") if cpu else None
+    rss, pss = mem_per_session(mem)
+    return {
+        "label": label,
+        "sps": run["sessions_per_s"],
+        "cpu_ms": cpu_ms,
+        "sink_ms": sink_ms,
+        "busy": busy,
+        "rss": rss,
+        "pss": pss,
+        "tls": run["tls_handshake_ms"]["p50"],
+        "banner": run["banner_ms"],
+        "session": run["session_ms"],
+        "ok": ok,
+        "failed": run["sessions_failed"],
+        "errors": errors(run),
+        "held": mem["held"] if mem else None,
+        "runs": runs,
+    }
+
+
+def fmt(v, spec):
+    return "–" if v is None else format(v, spec)
+
+
+def table(rows):
+    out = ["| setup | sessions/s | proxy CPU ms/session | RSS KiB/live session (PSS) | "
+           "TLS handshake p50 ms | banner p50/p99 ms | session p50/p99 ms | ok/failed | sink CPU ms/session | "
+           "machine busy |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mem = "–" if r["rss"] is None else f"{r['rss']:.1f} ({r['pss']:.1f}) at C={r['held']}"
+        sps = f"{r['sps']:.0f}"
+        cpu = fmt(r["cpu_ms"], ".3f")
+        if r["runs"] and len(r["runs"]["sessions_per_s"]) > 1:
+            sps += " (" + " / ".join(f"{x:.0f}" for x in r["runs"]["sessions_per_s"]) + ")"
+            if r["cpu_ms"] is not None:
+                cpu += " (" + " / ".join(f"{x:.3f}" for x in r["runs"]["cpu_ms_per_session"]) + ")"
+        out.append(f"| {r['label']} | {sps} | {cpu} | {mem} | "
+                   f"{r['tls']:.2f} | {r['banner']['p50']:.2f}/{r['banner']['p99']:.2f} | "
+                   f"{r['session']['p50']:.1f}/{r['session']['p99']:.1f} | {r['ok']}/{r['failed']} | "
+                   f"{fmt(r['sink_ms'], '.3f')} | {fmt(r['busy'] * 100 if r['busy'] is not None else None, '.0f')}% |")
+    return "\n".join(out)
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def targets(tag, rows_by, hs, ngx):
+    res, nores = rows_by.get(f"livery-{tag}-res"), rows_by.get(f"livery-{tag}-nores")
+    ceiling = hs["ceiling_sessions_per_sec"] if hs else None
+    lines = [f"Targets, livery with {tag} wolfSSL:", ""]
+    if res and ceiling:
+        r = res["sps"] / ceiling
+        cap = 1000 / res["cpu_ms"] if res["cpu_ms"] else None
+        lines.append(f"- sessions/s vs the crypto ceiling ({ceiling:.0f}/s per core, hsbench "
+                     f"`{hs['ceiling_case']}`): measured {res['sps']:.0f}/s = {100 * r:.0f}% "
+                     f"(target ≥ {100 * TARGET_CEILING:.0f}%: {verdict(r >= TARGET_CEILING)}); "
+                     f"livery's own capacity on one core, 1 / CPU per session = {fmt(cap, '.0f')}/s = "
+                     f"{fmt(cap / ceiling * 100 if cap else None, '.0f')}% of the ceiling "
+                     f"({verdict(cap is not None and cap / ceiling >= TARGET_CEILING)})")
+    if res and ngx and res["cpu_ms"] and ngx["cpu_ms"]:
+        r = res["cpu_ms"] / ngx["cpu_ms"]
+        lines.append(f"- CPU per session vs nginx: {res['cpu_ms']:.3f} / {ngx['cpu_ms']:.3f} ms = "
+                     f"{r:.2f}× (target ≤ {TARGET_CPU}×: {verdict(r <= TARGET_CPU)}); note livery also does "
+                     f"the verified TLS relay leg that nginx cannot")
+    if res and nores:
+        r = res["sps"] / nores["sps"]
+        c = (nores["cpu_ms"] / res["cpu_ms"]) if res["cpu_ms"] and nores["cpu_ms"] else None
+        lines.append(f"- relay-leg resumption on/off: {res['sps']:.0f} / {nores['sps']:.0f} sessions/s = "
+                     f"{r:.2f}× (target ≥ {TARGET_RESUME}×: {verdict(r >= TARGET_RESUME)}); "
+                     f"livery CPU per session off/on = {fmt(c, '.2f')}×")
+    if res and res["rss"] is not None:
+        lines.append(f"- RSS per live proxied session: {res['rss']:.1f} KiB at C={res['held']} "
+                     f"(target ≤ {TARGET_RSS_KIB} KiB: {verdict(res['rss'] <= TARGET_RSS_KIB)})")
+    return "\n".join(lines)
+
+
+def hs_table(hss):
+    out = ["| wolfSSL build | case | server ms | verifying client ms | ceiling sessions/s/core | negotiated |",
+           "|---|---|---:|---:|---:|---|"]
+    for tag, hs in hss:
+        for c in hs["cases"]:
+            s = c["server_ms"] + c["client_ms"]
+            out.append(f"| {tag} ({hs['math']}) | {c['case']} | {c['server_ms']:.3f} | {c['client_ms']:.3f} | "
+                       f"{1000 / s:.0f} | {c['version']} {c['cipher']} {c['group']}"
+                       f"{' resumed' if c['resumed'] else ''} |")
+    return "\n".join(out)
+
+
+def main():
+    d, cmd, sessions, conc, hold, msgs, size = sys.argv[1:8]
+    m = machine(d)
+    tags = [t for t in ("debian", "opt") if os.path.exists(os.path.join(d, f"hsbench-{t}.json"))]
+    rows, rows_by, hss = [], {}, []
+    ngx = row("nginx mail proxy (OpenSSL), 1 worker", load(d, "nginx.json"), load(d, "nginx.cpu.json"),
+              load(d, "nginx-hold.mem.json"), load(d, "nginx.runs.json"))
+    for tag in tags:
+        hs = load(d, f"hsbench-{tag}.json")
+        hss.append((tag, hs))
+        for name, label in ((f"baseline-{tag}", f"baseline: loadgen → sink ({tag} wolfSSL)"),
+                            (f"livery-{tag}-res", f"livery ({tag} wolfSSL), relay resumption on"),
+                            (f"livery-{tag}-nores", f"livery ({tag} wolfSSL), relay resumption off")):
+            r = row(label, load(d, name + ".json"), load(d, name + ".cpu.json"), load(d, name + "-hold.mem.json"),
+                    load(d, name + ".runs.json"))
+            if r:
+                if name.startswith("baseline"):
+                    r["cpu_ms"] = None  # the sink is not a proxy; its CPU is not comparable
+                rows.append(r)
+                rows_by[name] = r
+    if ngx:
+        rows.append(ngx)
+    auth = load(d, "authhttp.cpu.json")
+
+    print("# livery benchmark\n")
+    print(f"Command: `{cmd}`\n")
+    print(f"Machine: {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('mem')} RAM, Linux {m.get('kernel')}; "
+          f"nginx {m.get('nginx')} with OpenSSL {m.get('openssl')}; Debian libwolfssl {m.get('wolfssl_debian')}. "
+          f"Load average at start {m.get('loadavg_start')}, at end {m.get('loadavg_end')}.\n")
+    print(f"Load: STARTTLS sessions with SNI (verified certificate, X25519 key share), EHLO, AUTH PLAIN, "
+          f"{msgs} message(s) of {size} bytes, QUIT; {sessions} sessions at concurrency {conc} per throughput "
+          f"run, full client handshakes (no client-side resumption). Memory: {hold} sessions held idle after "
+          f"AUTH, RSS delta of the proxy's processes / sessions held. livery: `workers = 1`; nginx: "
+          f"`worker_processes 1` (CPU and memory: master + worker).\n")
+    print(table(rows))
+    print()
+    if any(r["runs"] and len(r["runs"]["sessions_per_s"]) > 1 for r in rows):
+        print("Each throughput figure is the best of the runs in parentheses (CPU per session of the same "
+              "runs alongside); the machine is shared, so the best run is the least disturbed one. "
+              "The sink and machine columns belong to the best run: the load generator, the proxy and the "
+              "sink share the machine's CPUs, so sessions/s is bounded by all three together (machine busy "
+              "near 100% means the box, not the proxy, was the limit); the proxy's CPU per session is the "
+              "number that belongs to the proxy alone.\n")
+    if auth and ngx:
+        print(f"nginx's auth_http responder (bench/authhttp.py, not counted above) used "
+              f"{auth['cpu_s'] * 1000 / max(ngx['ok'], 1):.3f} ms CPU per session.\n")
+    print("Handshake costs (livery-hsbench, in memory, CPU time per handshake):\n")
+    print(hs_table(hss))
+    print()
+    for tag, hs in hss:
+        print(targets(tag, rows_by, hs, ngx))
+        print()
+    sysfiles = sorted(f for f in os.listdir(d) if f.startswith("sys-") and f.endswith(".txt"))
+    if sysfiles:
+        counts = {}
+        for f in sysfiles:
+            with open(os.path.join(d, f)) as fh:
+                counts[f[4:-4]] = dict((ln.split()[0], float(ln.split()[1])) for ln in fh if ln.strip())
+        names = sorted({k for c in counts.values() for k in c},
+                       key=lambda k: -max(c.get(k, 0) for c in counts.values()))
+        print("System calls per session (`strace -c -f` on the proxy during an extra run of 300 sessions):\n")
+        print("| syscall | " + " | ".join(counts) + " |")
+        print("|---|" + "---:|" * len(counts))
+        for k in names:
+            print(f"| {k} | " + " | ".join(fmt(c.get(k), ".1f") for c in counts.values()) + " |")
+        print()
+    profiles = sorted(f for f in os.listdir(d) if f.startswith("perf-") and f.endswith(".txt"))
+    if profiles:
+        print("Profiles (`perf record --call-graph dwarf` of the proxy's processes during an extra, unmeasured "
+              "run of 1000 sessions):\n")
+        for p in profiles:
+            with open(os.path.join(d, p)) as f:
+                body = f.read().rstrip()
+            print(f"{p[5:-4]}:\n\n```\n{body}\n```\n")
+    fails = [r for r in rows if r["failed"]]
+    if fails:
+        print("Errors: " + "; ".join(f"{r['label']}: {r['errors']}" for r in fails) + "\n")
+
+
+if __name__ == "__main__":
+    main()
