@@ -184,6 +184,8 @@ static const struct upstream_ops upstream_ops = {
 
 void session_start_upstream(struct session *s)
 {
+	if (s->closing)
+		return; /* nobody would close a relay leg opened now */
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
 	struct upstream_params p = {
 	        .loop = s->srv->loop,
@@ -268,8 +270,9 @@ static void cl_on_timeout(void *owner)
 	struct session *s = owner;
 
 	if (s->state != SS_HANDSHAKE) {
+		/* Replies still owed (BDAT chunks) will never be sent: the 421 must not wait behind them. */
+		session_free_pending(s);
 		session_reply(s, 421, "4.4.2 %s Error: timeout exceeded", s->brand);
-		session_flush_local(s);
 	}
 	session_close(s, "client timed out");
 }

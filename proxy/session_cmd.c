@@ -40,19 +40,24 @@ static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
 	const struct smtp_caps *uc = s->up && upstream_is_ready(s->up) ? upstream_caps(s->up) : NULL;
 	uint64_t size = s->srv->cfg->limits.max_message_size;
 	bool auth_ok = (s->tls || s->lcfg->allow_plaintext_auth) && !s->authed;
-	char l[8][NAME_MAX_LEN + 8];
-	const char *lines[8];
+	/* The greeting line and at most nine keywords. */
+	char l[10][NAME_MAX_LEN + 8];
+	const char *lines[10];
 	size_t n = 0;
 	struct iobuf b;
 
 	if (uc && uc->has_size && uc->size > 0 && uc->size < size)
 		size = uc->size;
+	/* Commands are relayed as they come and reply texts keep the relay's codes, so both
+	 * PIPELINING and ENHANCEDSTATUSCODES are only offered when the relay has them. */
 	snprintf(l[n++], sizeof(l[0]), "%s", s->brand);
-	snprintf(l[n++], sizeof(l[0]), "PIPELINING");
+	if (!uc || uc->pipelining)
+		snprintf(l[n++], sizeof(l[0]), "PIPELINING");
 	snprintf(l[n++], sizeof(l[0]), "SIZE %" PRIu64, size);
 	if (!uc || uc->eightbitmime)
 		snprintf(l[n++], sizeof(l[0]), "8BITMIME");
-	snprintf(l[n++], sizeof(l[0]), "ENHANCEDSTATUSCODES");
+	if (!uc || uc->enhanced)
+		snprintf(l[n++], sizeof(l[0]), "ENHANCEDSTATUSCODES");
 	if (!uc || uc->smtputf8)
 		snprintf(l[n++], sizeof(l[0]), "SMTPUTF8");
 	/* BDAT chunk sizes are fixed, so bare line endings could not be normalised in them. */
@@ -65,6 +70,8 @@ static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
 		snprintf(l[n++], sizeof(l[0]), "STARTTLS");
 	if (c->verb == SMTP_HELO)
 		n = 1;
+	if (n > ARRAY_LEN(lines))
+		abort(); /* broken invariant: a keyword was added without growing l[] */
 	for (size_t i = 0; i < n; i++)
 		lines[i] = l[i];
 	iobuf_init(&b);
@@ -132,12 +139,12 @@ static enum cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 	struct smtp_auth_arg a;
 	enum cmd_result res;
 
-	if (s->authed)
+	if (!s->tls && !s->lcfg->allow_plaintext_auth)
+		session_reply(s, 530, "5.7.0 Must issue a STARTTLS command first");
+	else if (s->authed)
 		session_reply(s, 503, "5.5.1 Already authenticated");
 	else if (!s->ehlo_done)
 		session_reply(s, 503, "5.5.1 Send EHLO first");
-	else if (!s->tls && !s->lcfg->allow_plaintext_auth)
-		session_reply(s, 530, "5.7.0 Must issue a STARTTLS command first");
 	else if (!smtp_auth_parse(c->arg, c->arg_len, &a))
 		session_reply(s, 501, "5.5.4 Syntax: AUTH mechanism [initial-response]");
 	else if (!smtp_auth_is(&a, "PLAIN") && !smtp_auth_is(&a, "LOGIN"))
@@ -300,6 +307,19 @@ static enum cmd_result dispatch(struct session *s, const struct smtp_cmd *c)
 	return CMD_DONE;
 }
 
+/* Ends the session once it has had more refused commands than allowed; false then. */
+static bool within_bad_command_cap(struct session *s)
+{
+	if (s->closing)
+		return false;
+	if (s->bad_commands <= s->srv->cfg->limits.max_bad_commands)
+		return true;
+	session_reply(s, 421, "4.7.0 %s Too many errors", s->brand);
+	session_flush_local(s);
+	session_close(s, "too many bad commands");
+	return false;
+}
+
 bool session_input_command(struct session *s)
 {
 	struct smtp_cmd c;
@@ -312,7 +332,7 @@ bool session_input_command(struct session *s)
 	if (pr != SMTP_PARSE_OK || s->line_len + 2 > max) {
 		session_reply(s, 500, pr == SMTP_PARSE_OK ? "5.5.6 Line too long" : "5.5.2 Syntax error");
 		drop_line(s);
-		return true;
+		return within_bad_command_cap(s);
 	}
 	log_debug("%s: client: %s", s->id, smtp_verb_name(c.verb)); /* never the argument: AUTH */
 	if (dispatch(s, &c) == CMD_WAIT) {
@@ -320,20 +340,24 @@ bool session_input_command(struct session *s)
 		return false;
 	}
 	drop_line(s);
-	if (s->bad_commands > s->srv->cfg->limits.max_bad_commands && !s->closing) {
-		session_reply(s, 421, "4.7.0 %s Too many errors", s->brand);
-		session_flush_local(s);
-		session_close(s, "too many bad commands");
-	}
-	return !s->closing;
+	return within_bad_command_cap(s);
 }
 
-/* After a 334 the client's next line is a SASL response, forwarded as it is. */
+/* After a 334 the client's next line is a SASL response, forwarded as it is. One that is
+ * too long, or holds a NUL or CR (never base64), cancels the exchange at the relay with "*"
+ * (RFC 4954 4): the relay's answer to that ends the AUTH, and ours says why. */
 bool session_input_auth(struct session *s)
 {
 	if (!s->sasl_line_due || !take_line(s, SMTP_AUTH_LINE_MAX))
 		return false;
-	session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
+	bool too_long = s->line_len + 2 > SMTP_AUTH_LINE_MAX;
+	if (too_long || memchr(s->line, '\0', s->line_len) || memchr(s->line, '\r', s->line_len)) {
+		session_send_line(s, "*", 1, 1);
+		session_expect_relay(s, SMTP_AUTH, P_SILENT);
+		session_reply(s, 500, too_long ? "5.5.6 Line too long" : "5.5.2 Syntax error");
+	} else {
+		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
+	}
 	drop_line(s);
 	s->sasl_line_due = false;
 	s->wait_verb = SMTP_AUTH;

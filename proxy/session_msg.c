@@ -79,6 +79,12 @@ enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c)
 		smtp_data_filter_init(&s->filter, SMTP_BARE_REJECT, true);
 		s->bdat_active = true;
 	}
+	/* The previous chunk ended in a CR (already sent): with no LF to come it is bare, and
+	 * the relay must not complete the message. */
+	if (s->authed && last && size == 0 && !s->filter.halted && smtp_data_filter_cr_pending(&s->filter)) {
+		s->filter.bare = s->filter.halted = true;
+		halt_message(s);
+	}
 	if (!s->authed) {
 		bdat_refuse(s, 530, "5.7.0 Authentication required");
 	} else if (s->filter.halted) {

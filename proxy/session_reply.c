@@ -114,6 +114,8 @@ void session_send_line(struct session *s, const char *line, size_t len, unsigned
 {
 	char buf[SMTP_AUTH_LINE_MAX + 2];
 
+	if (len > SMTP_AUTH_LINE_MAX)
+		abort(); /* broken invariant: the input side bounds every line it relays */
 	/* One write (one TLS record) for the line and its CRLF. */
 	memcpy(buf, line, len);
 	memcpy(buf + len, "\r\n", 2);

@@ -40,6 +40,10 @@ enum smtp_parse_result smtp_cmd_parse(const char *line, size_t len, struct smtp_
 	memset(out, 0, sizeof(*out));
 	if (memchr(line, '\0', len) != NULL)
 		return SMTP_PARSE_NUL;
+	/* A CR inside a line would reach the relay, which might take it for a line end and
+	 * answer one command more than we count. */
+	if (memchr(line, '\r', len) != NULL)
+		return SMTP_PARSE_CR;
 	while (len > 0 && line[len - 1] == ' ')
 		len--;
 	if (len == 0)
@@ -246,6 +250,19 @@ static bool parse_u64(const char *s, size_t len, uint64_t *out)
 	return true;
 }
 
+/* Digits only; a value too large for 64 bits is UINT64_MAX, still over any limit. */
+static bool parse_size(const char *s, size_t len, uint64_t *out)
+{
+	if (len <= 19)
+		return parse_u64(s, len, out);
+	for (size_t i = 0; i < len; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+	}
+	*out = UINT64_MAX;
+	return true;
+}
+
 bool smtp_mail_size_param(const char *arg, size_t len, uint64_t *size)
 {
 	size_t i = 0;
@@ -260,7 +277,7 @@ bool smtp_mail_size_param(const char *arg, size_t len, uint64_t *size)
 		while (i < len && arg[i] != ' ')
 			i++;
 		if (i - start > 5 && strncasecmp(arg + start, "SIZE=", 5) == 0)
-			return parse_u64(arg + start + 5, i - start - 5, size);
+			return parse_size(arg + start + 5, i - start - 5, size);
 	}
 	return false;
 }

@@ -40,7 +40,7 @@ struct smtp_cmd {
 	size_t arg_len;
 };
 
-enum smtp_parse_result { SMTP_PARSE_OK, SMTP_PARSE_EMPTY, SMTP_PARSE_NUL };
+enum smtp_parse_result { SMTP_PARSE_OK, SMTP_PARSE_EMPTY, SMTP_PARSE_NUL, SMTP_PARSE_CR };
 
 /* Length of the line without its trailing CRLF (or bare LF). */
 size_t smtp_line_strip(const char *line, size_t len);

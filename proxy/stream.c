@@ -266,8 +266,10 @@ static bool tls_handshake(struct stream *s)
 {
 	enum tls_status st = tls_conn_handshake(s->tls);
 
+	/* The flush may fail (the peer reset) and the owner close us through on_error: then
+	 * the handshake's outcome is no longer news to anyone. */
 	flush_out(s);
-	if (st == TLS_WANT_READ)
+	if (s->closing || s->errored || st == TLS_WANT_READ)
 		return false;
 	if (st != TLS_OK) {
 		tls_failed(s);

@@ -161,6 +161,17 @@ static void test_cmd_nul(void **state)
 	assert_int_equal(smtp_cmd_parse("QUIT \0 ", 7, &c), SMTP_PARSE_NUL);
 }
 
+/* A CR inside a line could end a command at the relay that we count as one. */
+static void test_cmd_cr(void **state)
+{
+	struct smtp_cmd c;
+
+	assert_int_equal(parse("NOOP\rRSET", &c), SMTP_PARSE_CR);
+	assert_int_equal(parse("MAIL FROM:<a@b>\r", &c), SMTP_PARSE_CR);
+	assert_int_equal(parse("\r", &c), SMTP_PARSE_CR);
+	assert_int_equal(parse("NOOP", &c), SMTP_PARSE_OK);
+}
+
 static void test_cmd_unknown_and_prefixes(void **state)
 {
 	static const char *const lines[] = {
@@ -743,14 +754,28 @@ static void test_size_param_malformed(void **state)
 	                                  "FROM:<a@b> SIZE=-1",
 	                                  "FROM:<a@b> SIZE=+1",
 	                                  "FROM:<a@b> SIZE=1.5",
-	                                  "FROM:<a@b> SIZE=18446744073709551615",
-	                                  "FROM:<a@b> SIZE=99999999999999999999"};
+	                                  "FROM:<a@b> SIZE=123456789012345678901x"};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		uint64_t v = 0;
 		if (size_param(bad[i], &v))
 			fail_msg("\"%s\" accepted as %llu", bad[i], (unsigned long long)v);
 	}
+}
+
+/* A value too large for 64 bits is still a size, over any limit. */
+static void test_size_param_saturates(void **state)
+{
+	uint64_t v = 0;
+
+	assert_true(size_param("FROM:<a@b> SIZE=18446744073709551615", &v));
+	assert_true(v == UINT64_MAX);
+	v = 0;
+	assert_true(size_param("FROM:<a@b> SIZE=99999999999999999999", &v));
+	assert_true(v == UINT64_MAX);
+	v = 0;
+	assert_true(size_param("FROM:<a@b> SIZE=000000000000000000000000000001", &v));
+	assert_true(v == UINT64_MAX);
 }
 
 static void test_size_param_length_is_respected(void **state)
@@ -1618,6 +1643,7 @@ int main(void)
 	    cmocka_unit_test(test_cmd_length_is_respected),
 	    cmocka_unit_test(test_cmd_empty),
 	    cmocka_unit_test(test_cmd_nul),
+	    cmocka_unit_test(test_cmd_cr),
 	    cmocka_unit_test(test_cmd_unknown_and_prefixes),
 	    cmocka_unit_test(test_line_strip),
 	    cmocka_unit_test(test_reply_single_line),
@@ -1651,6 +1677,7 @@ int main(void)
 	    cmocka_unit_test(test_size_param_lower_case),
 	    cmocka_unit_test(test_size_param_absent),
 	    cmocka_unit_test(test_size_param_malformed),
+	    cmocka_unit_test(test_size_param_saturates),
 	    cmocka_unit_test(test_size_param_length_is_respected),
 	    cmocka_unit_test(test_bdat_valid),
 	    cmocka_unit_test(test_bdat_invalid),
