@@ -9,24 +9,14 @@
 #include "names.h"
 #include "util.h"
 
-struct name_entry {
-	const char *name; /* normalised, wildcards as "*.rest" */
-	const struct tenant_cfg *tenant;
-};
-
 struct certstore {
 	const struct config *cfg;
 	tls_ctx **server; /* by tenant index */
 	tls_ctx **verify; /* by region index, NULL when no tenant needs it */
 	tls_ctx **noverify;
-	struct name_entry *names; /* sorted by name for bsearch */
+	struct name_entry *names; /* every tenant's host names, to tenant_cfg, sorted */
 	size_t nnames;
 };
-
-static int cmp_entry(const void *a, const void *b)
-{
-	return strcmp(((const struct name_entry *)a)->name, ((const struct name_entry *)b)->name);
-}
 
 static void index_names(struct certstore *cs)
 {
@@ -40,7 +30,7 @@ static void index_names(struct certstore *cs)
 		for (size_t h = 0; h < cfg->tenants[t].nhostnames; h++)
 			cs->names[k++] = (struct name_entry){cfg->tenants[t].hostnames[h], &cfg->tenants[t]};
 	}
-	qsort(cs->names, cs->nnames, sizeof(*cs->names), cmp_entry);
+	name_table_sort(cs->names, cs->nnames);
 }
 
 static bool load_servers(struct certstore *cs, char *err, size_t errlen)
@@ -119,29 +109,9 @@ void certstore_free(struct certstore *cs)
 	free(cs);
 }
 
-static const struct tenant_cfg *find(const struct certstore *cs, const char *name)
-{
-	struct name_entry key = {name, NULL};
-	const struct name_entry *e = bsearch(&key, cs->names, cs->nnames, sizeof(key), cmp_entry);
-
-	return e ? e->tenant : NULL;
-}
-
 const struct tenant_cfg *certstore_lookup(const struct certstore *cs, const char *sni)
 {
-	char norm[NAME_MAX_LEN + 2];
-
-	if (!name_normalize(sni, strlen(sni), norm + 1, false))
-		return NULL;
-	const struct tenant_cfg *t = find(cs, norm + 1);
-	if (t)
-		return t;
-	/* A wildcard covers exactly one label: "a.b.example" tries "*.b.example" only. */
-	char *dot = strchr(norm + 1, '.');
-	if (!dot)
-		return NULL;
-	dot[-1] = '*';
-	return find(cs, dot - 1);
+	return name_table_lookup(cs->names, cs->nnames, sni);
 }
 
 tls_ctx *certstore_server_ctx(const struct certstore *cs, const struct tenant_cfg *t)

@@ -2,6 +2,7 @@
 #include "names.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool label_char(char c)
@@ -47,4 +48,41 @@ bool name_match(const char *pattern, const char *host)
 		return strcmp(pattern, host) == 0;
 	const char *dot = strchr(host, '.');
 	return dot != NULL && dot != host && strcmp(dot, pattern + 1) == 0;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+	return strcmp(((const struct name_entry *)a)->name, ((const struct name_entry *)b)->name);
+}
+
+void name_table_sort(struct name_entry *entries, size_t n)
+{
+	if (n > 0)
+		qsort(entries, n, sizeof(*entries), cmp_entry);
+}
+
+static const void *find(const struct name_entry *entries, size_t n, const char *name)
+{
+	struct name_entry key = {name, NULL};
+	const struct name_entry *e = n > 0 ? bsearch(&key, entries, n, sizeof(key), cmp_entry) : NULL;
+
+	return e ? e->value : NULL;
+}
+
+const void *name_table_lookup(const struct name_entry *entries, size_t n, const char *host)
+{
+	char norm[NAME_MAX_LEN + 2];
+
+	/* norm[0] is room for the '*' that replaces the first label below. */
+	if (!name_normalize(host, strlen(host), norm + 1, false))
+		return NULL;
+	const void *v = find(entries, n, norm + 1);
+	if (v)
+		return v;
+	/* A wildcard covers exactly one label: "a.b.example" tries "*.b.example" only. */
+	char *dot = strchr(norm + 1, '.');
+	if (!dot)
+		return NULL;
+	dot[-1] = '*';
+	return find(entries, n, dot - 1);
 }

@@ -17,4 +17,16 @@ bool name_normalize(const char *in, size_t len, char *out, bool allow_wildcard);
 bool name_match(const char *pattern, const char *host);
 bool name_is_wildcard(const char *pattern);
 
+/* A table of normalised names (exact, or "*.rest" wildcards) and what each stands for. */
+struct name_entry {
+	const char *name;
+	const void *value;
+};
+
+/* Sorts a table for name_table_lookup. */
+void name_table_sort(struct name_entry *entries, size_t n);
+/* The value for host (any case, one trailing dot allowed): its exact entry, else the
+ * wildcard covering its first label; NULL when there is none or host is not a valid name. */
+const void *name_table_lookup(const struct name_entry *entries, size_t n, const char *host);
+
 #endif

@@ -245,6 +245,61 @@ static void test_match_after_normalise(void **state)
 	assert_true(name_match(pat, host));
 }
 
+/* ---- the table certstore looks SNI up in ------------------------------------------------ */
+
+static const char *lookup(const char *host)
+{
+	static struct name_entry t[] = {
+	    {"smtp.globex.test", "exact"}, {"*.globex.test", "wild"},  {"smtp.acme.test", "acme"},
+	    {"mail.acme.test", "acme"},    {"*.test", "toplevel"},     {"*.deep.acme.test", "deep"},
+	};
+	static bool sorted;
+
+	if (!sorted) {
+		name_table_sort(t, sizeof(t) / sizeof(t[0]));
+		sorted = true;
+	}
+	return name_table_lookup(t, sizeof(t) / sizeof(t[0]), host);
+}
+
+static void test_table_exact_beats_wildcard(void **state)
+{
+	assert_string_equal(lookup("smtp.globex.test"), "exact");
+	assert_string_equal(lookup("mail.globex.test"), "wild");
+	assert_string_equal(lookup("smtp.acme.test"), "acme");
+}
+
+static void test_table_case_and_trailing_dot(void **state)
+{
+	assert_string_equal(lookup("SMTP.Globex.Test."), "exact");
+	assert_string_equal(lookup("MAIL.GLOBEX.TEST"), "wild");
+	assert_string_equal(lookup("Mail.Acme.Test."), "acme");
+	assert_null(lookup("smtp.acme.test.."));
+}
+
+static void test_table_wildcard_covers_one_label(void **state)
+{
+	assert_null(lookup("a.b.globex.test"));
+	assert_null(lookup("globex.test.evil"));
+	assert_string_equal(lookup("x.deep.acme.test"), "deep");
+	assert_null(lookup("deep.acme.test"));
+	assert_string_equal(lookup("acme.test"), "toplevel"); /* "*.test" covers one label */
+	assert_null(lookup("x.acme.test"));                   /* ... and not two */
+}
+
+static void test_table_invalid_names(void **state)
+{
+	assert_null(lookup(""));
+	assert_null(lookup("*.globex.test"));
+	assert_null(lookup("smtp .acme.test"));
+	assert_null(lookup("smtp..acme.test"));
+	char longlabel[80];
+	memset(longlabel, 'a', 64);
+	strcpy(longlabel + 64, ".globex.test");
+	assert_null(lookup(longlabel));
+	assert_null(name_table_lookup(NULL, 0, "smtp.acme.test"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +316,10 @@ int main(void)
 	    cmocka_unit_test(test_match_exact),
 	    cmocka_unit_test(test_match_wildcard_one_label),
 	    cmocka_unit_test(test_match_after_normalise),
+	    cmocka_unit_test(test_table_exact_beats_wildcard),
+	    cmocka_unit_test(test_table_case_and_trailing_dot),
+	    cmocka_unit_test(test_table_wildcard_covers_one_label),
+	    cmocka_unit_test(test_table_invalid_names),
 	};
 	return cmocka_run_group_tests_name("names", tests, NULL, NULL);
 }
