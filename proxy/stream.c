@@ -13,12 +13,17 @@
 #define PEEK_MAX (16384 + 5)
 /* How long a closing stream may wait for its queued writes before it is cut. */
 #define CLOSE_FLUSH_MS 5000
+/* Writes are gathered until the loop is about to poll, so that what one event produces (the
+ * replies to a pipelined group, a relayed command flight) leaves as one TLS record and one
+ * system call; past this much (a record's worth) they are flushed at once. */
+#define COALESCE_MAX 16384
 
 enum tls_state { TS_NONE, TS_PEEK, TS_HANDSHAKE, TS_UP, TS_FAILED };
 
 struct stream {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
+	uv_prepare_t flusher; /* active while writes wait in pout/cout */
 	uv_connect_t connect_req;
 	const struct stream_ops *ops;
 	void *owner;
@@ -27,7 +32,8 @@ struct stream {
 	enum tls_state tls_state;
 	struct tls_conn *tls;
 	struct iobuf cin;  /* ciphertext received, not yet consumed by wolfSSL */
-	struct iobuf cout; /* bytes to send, flushed as one write after each operation */
+	struct iobuf cout; /* bytes to send (ciphertext once TLS is up), in wire order */
+	struct iobuf pout; /* TLS up: plaintext written and not yet sealed into cout */
 	size_t queued;     /* bytes handed to uv_write and not yet completed */
 	char sni[256];
 };
@@ -52,8 +58,10 @@ struct stream *stream_new(uv_loop_t *loop, const struct stream_ops *ops, void *o
 	s->owner = owner;
 	uv_tcp_init(loop, &s->tcp);
 	uv_timer_init(loop, &s->timer);
+	uv_prepare_init(loop, &s->flusher);
 	iobuf_init(&s->cin);
 	iobuf_init(&s->cout);
+	iobuf_init(&s->pout);
 	return s;
 }
 
@@ -132,20 +140,46 @@ static void tls_send(void *arg, const char *buf, size_t len)
 	iobuf_append(&s->cout, buf, len);
 }
 
+/* Encrypts the gathered plaintext as one record (or a few, past 16 KiB) into cout. Records
+ * wolfSSL makes itself go to cout as they are made, so cout always holds them in key order. */
+static bool seal(struct stream *s)
+{
+	size_t n = iobuf_avail(&s->pout);
+
+	if (n == 0)
+		return true;
+	enum tls_status st = tls_conn_write(s->tls, iobuf_peek(&s->pout), n);
+	iobuf_clear(&s->pout);
+	if (st == TLS_OK)
+		return true;
+	flush_out(s);
+	emit_error(s, UV_EPROTO);
+	return false;
+}
+
+static void flush_now(struct stream *s)
+{
+	uv_prepare_stop(&s->flusher);
+	if (seal(s))
+		flush_out(s);
+}
+
+static void on_prepare(uv_prepare_t *p)
+{
+	/* May call the owner's on_error (a write that failed at once); nothing follows here. */
+	flush_now(container_of(p, struct stream, flusher));
+}
+
 void stream_write(struct stream *s, const char *buf, size_t len)
 {
 	if (s->closing || s->errored || len == 0)
 		return;
-	if (s->tls_state == TS_UP) {
-		if (tls_conn_write(s->tls, buf, len) != TLS_OK) {
-			flush_out(s);
-			emit_error(s, UV_EPROTO);
-			return;
-		}
-	} else {
-		iobuf_append(&s->cout, buf, len);
-	}
-	flush_out(s);
+	struct iobuf *b = s->tls_state == TS_UP ? &s->pout : &s->cout;
+	iobuf_append(b, buf, len);
+	if (iobuf_avail(b) >= COALESCE_MAX)
+		flush_now(s);
+	else
+		uv_prepare_start(&s->flusher, on_prepare);
 }
 
 bool stream_write_blocked(const struct stream *s)
@@ -409,6 +443,7 @@ static void on_handle_closed(uv_handle_t *h)
 	tls_conn_free(s->tls);
 	iobuf_free(&s->cin);
 	iobuf_free(&s->cout);
+	iobuf_free(&s->pout);
 	free(s);
 }
 
@@ -418,9 +453,11 @@ static void do_close(struct stream *s)
 		return;
 	s->tcp.data = s;
 	s->timer.data = s;
-	s->pending_closes = 2;
+	s->flusher.data = s;
+	s->pending_closes = 3;
 	uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
 	uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&s->flusher, on_handle_closed);
 }
 
 void stream_close(struct stream *s, bool flush)
@@ -428,9 +465,12 @@ void stream_close(struct stream *s, bool flush)
 	if (s->closing)
 		return;
 	s->closing = true;
+	uv_prepare_stop(&s->flusher);
 	uv_read_stop((uv_stream_t *)&s->tcp);
-	if (flush && !s->errored && s->tls_state == TS_UP) {
-		tls_conn_shutdown(s->tls);
+	if (flush && !s->errored) {
+		/* What was written goes first, then the close_notify. */
+		if (s->tls_state == TS_UP && seal(s))
+			tls_conn_shutdown(s->tls);
 		flush_out(s);
 	}
 	if (flush && !s->errored && s->queued > 0) {

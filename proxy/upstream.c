@@ -22,6 +22,9 @@ struct upstream {
 	enum ustate state;
 	uv_getaddrinfo_t gai;
 	struct addrinfo *addrs, *next_addr;
+	/* A host that is an address literal needs no resolver (a thread-pool round trip). */
+	struct addrinfo literal;
+	struct sockaddr_storage literal_addr;
 	size_t host;    /* index of the relay host being tried */
 	bool resolving; /* a getaddrinfo request is under way */
 	char last_error[256];
@@ -397,6 +400,26 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	release(u); /* the resolver's reference; streams hold their own */
 }
 
+/* True (with u->next_addr set) when the current host is an IPv4 or IPv6 address literal. */
+static bool use_literal(struct upstream *u)
+{
+	const char *host = cur_host(u)->host;
+	struct sockaddr *sa = (struct sockaddr *)&u->literal_addr;
+
+	if (uv_ip4_addr(host, u->region->port, (struct sockaddr_in *)sa) == 0)
+		u->literal.ai_addrlen = sizeof(struct sockaddr_in);
+	else if (uv_ip6_addr(host, u->region->port, (struct sockaddr_in6 *)sa) == 0)
+		u->literal.ai_addrlen = sizeof(struct sockaddr_in6);
+	else
+		return false;
+	u->literal.ai_family = sa->sa_family;
+	u->literal.ai_socktype = SOCK_STREAM;
+	u->literal.ai_addr = sa;
+	u->literal.ai_next = NULL;
+	u->next_addr = &u->literal;
+	return true;
+}
+
 static void resolve_host(struct upstream *u)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -406,6 +429,8 @@ static void resolve_host(struct upstream *u)
 	snprintf(u->addr_text, sizeof(u->addr_text), "%s:%d", cur_host(u)->host, u->region->port);
 	u->state = U_RESOLVE;
 	u->next_addr = NULL;
+	if (use_literal(u))
+		return try_next(u); /* may fail (and report it) before upstream_start returns */
 	int rc = uv_getaddrinfo(u->p.loop, &u->gai, on_resolved, cur_host(u)->host, port, &hints);
 	if (rc < 0)
 		return attempt_failed(u, "cannot resolve relay %s: %s", cur_host(u)->host, uv_strerror(rc));
