@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "names.h"
 #include "util.h"
@@ -346,11 +347,34 @@ static bool parse_region_hosts(struct parse *p, const config_setting_t *g, struc
 	return !p->failed;
 }
 
+/* The EHLO argument goes on the relay leg as it is: a domain, or an address literal in
+ * brackets (RFC 5321 4.1.3), never anything that could end the line. */
+static bool valid_ehlo_name(const char *name)
+{
+	char norm[NAME_MAX_LEN + 1];
+	size_t len = strlen(name);
+
+	if (len > 2 && name[0] == '[' && name[len - 1] == ']') {
+		char inner[64];
+		if (len - 2 >= sizeof(inner))
+			return false;
+		memcpy(inner, name + 1, len - 2);
+		inner[len - 2] = '\0';
+		return is_ip_literal(strncasecmp(inner, "IPv6:", 5) == 0 ? inner + 5 : inner);
+	}
+	return name_normalize(name, len, norm, false);
+}
+
 static bool parse_region_names(struct parse *p, const config_setting_t *g, struct region_cfg *r)
 {
-	return parse_region_hosts(p, g, r) &&
-	       get_path(p, g, "ca_file", CONFIG_DEFAULT_CA_FILE, &r->ca_file) &&
-	       get_string(p, g, "ehlo_name", "livery.localdomain", &r->ehlo_name);
+	if (!parse_region_hosts(p, g, r) || !get_path(p, g, "ca_file", CONFIG_DEFAULT_CA_FILE, &r->ca_file) ||
+	    !get_string(p, g, "ehlo_name", "livery.localdomain", &r->ehlo_name))
+		return false;
+	if (!valid_ehlo_name(r->ehlo_name))
+		fail(p, config_setting_get_member(g, "ehlo_name"),
+		     "'ehlo_name' is not a host name or an address literal like [192.0.2.1]: %s",
+		     r->ehlo_name);
+	return !p->failed;
 }
 
 static bool parse_region(struct parse *p, const config_setting_t *g, struct region_cfg *r)

@@ -978,6 +978,34 @@ static void test_err_region_host_invalid(void **state)
 	           4, "'relay/2.test'");
 }
 
+/* The EHLO name goes on the relay leg verbatim: a CR LF in it would inject a command. */
+static void test_err_region_ehlo_name(void **state)
+{
+	struct ctx *c = *state;
+	static const char *const bad[] = {"me.test\\r\\nRSET", "", "[not an address]", "a b", "[1.2.3]"};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[1024];
+		snprintf(text, sizeof(text),
+		         /* 1 */ LISTENER_LINE
+		         /* 2 */ TENANT_LINE
+		         /* 3 */ "regions = ( { name = \"r\"; host = \"relay.test\";\n"
+		         /* 4 */ "  ehlo_name = \"%s\"; } );\n",
+		         bad[i]);
+		expect_err(c, text, 4, "'ehlo_name'");
+	}
+	static const char *const good[] = {"[192.0.2.1]", "[IPv6:2001:db8::1]", "Mail.Example.COM"};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char text[1024];
+		snprintf(text, sizeof(text),
+		         LISTENER_LINE "tenants = ( { name = \"acme\"; hostnames = [ \"smtp.acme.test\" ];"
+		                       " cert = \"acme.pem\"; key = \"acme.key\"; region = \"r\"; } );\n"
+		                       "regions = ( { name = \"r\"; host = \"relay.test\"; ehlo_name = \"%s\"; } );\n",
+		         good[i]);
+		config_free(load_ok(c, text));
+	}
+}
+
 static void test_err_bare_line_endings(void **state)
 {
 	struct ctx *c = *state;
@@ -1130,6 +1158,7 @@ int main(void)
 	    T(test_err_region_verify_name),
 	    T(test_err_region_hosts),
 	    T(test_err_region_host_invalid),
+	    T(test_err_region_ehlo_name),
 	    T(test_err_bare_line_endings),
 	    T(test_err_limits_counts),
 	    T(test_err_in_included_file),
