@@ -12,13 +12,7 @@
 #include <wolfssl/ssl.h>
 
 #include "benchutil.h"
-
-/* livery's own cipher preference (proxy/tls.c), so the server side costs what livery's does. */
-static const char livery_ciphers[] = "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:"
-                                     "TLS13-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
-                                     "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:"
-                                     "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-                                     "ECDHE-RSA-AES256-GCM-SHA384";
+#include "tls.h" /* livery's own cipher preference, so the server side costs what livery's does */
 
 /* One direction of the in-memory wire. */
 struct pipe {
@@ -102,7 +96,7 @@ static WOLFSSL_CTX *ctx_new(WOLFSSL_METHOD *m)
 	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(m);
 
 	if (!ctx || wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_set_cipher_list(ctx, livery_ciphers) != WOLFSSL_SUCCESS)
+	    wolfSSL_CTX_set_cipher_list(ctx, tls_cipher_list()) != WOLFSSL_SUCCESS)
 		bu_die("cannot create a TLS context");
 	wolfSSL_SetIORecv(ctx, io_recv);
 	wolfSSL_SetIOSend(ctx, io_send);

@@ -19,6 +19,8 @@ enum tls_status { TLS_OK, TLS_WANT_READ, TLS_CLOSED, TLS_ERR };
 typedef void (*tls_send_fn)(void *arg, const char *buf, size_t len);
 
 void tls_global_init(void);
+/* The cipher suites livery offers and accepts, in its order of preference. */
+const char *tls_cipher_list(void);
 void tls_global_cleanup(void);
 /* Frees what wolfSSL keeps per thread; each worker thread calls it before it ends. */
 void tls_thread_cleanup(void);
