@@ -387,8 +387,8 @@ static bool parse_region(struct parse *p, const config_setting_t *g, struct regi
 	r->line = (int)config_setting_source_line(g);
 	if (!check_keys(p, g, region_keys, "region") || !get_string(p, g, "name", NULL, &r->name))
 		return false;
-	if (!parse_region_names(p, g, r) || !get_int(p, g, "port", 587, 1, 65535, &port) ||
-	    !get_tls_mode(p, g, &r->tls) ||
+	if (!parse_region_names(p, g, r) || !get_tls_mode(p, g, &r->tls) ||
+	    !get_int(p, g, "port", r->tls == TLS_MODE_IMPLICIT ? 465 : 587, 1, 65535, &port) ||
 	    !get_seconds(p, g, "connect_timeout", 10, &r->connect_timeout_ms) ||
 	    !get_bool(p, g, "tls_resumption", true, &r->tls_resumption))
 		return false;
@@ -498,6 +498,14 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 		return fail(p, config_setting_get_member(g, "region"),
 		            "tenant '%s' names unknown region '%s'", t->name,
 		            config_setting_get_string(config_setting_get_member(g, "region")));
+	/* A built-in region is written nowhere: its errors (such as a CA bundle that does not
+	 * load) point at the first tenant line that uses it. */
+	if (t->region->line == 0) {
+		const config_setting_t *rs = config_setting_get_member(g, "region");
+		free(t->region->src_file);
+		t->region->src_file = source_file(p, rs);
+		t->region->line = (int)config_setting_source_line(rs);
+	}
 	const config_setting_t *cert = config_setting_get_member(g, "cert");
 	const config_setting_t *key = config_setting_get_member(g, "key");
 	t->src_file = source_file(p, cert);
@@ -551,6 +559,8 @@ static bool parse_listener(struct parse *p, const config_setting_t *g, struct li
 		fail(p, config_setting_get_member(g, "hostname"), "'hostname' is not a valid host name");
 	else if (!(l->default_tenant = find_tenant(p->cfg, tenant)))
 		fail(p, config_setting_get_member(g, "default_tenant"), "unknown tenant '%s'", tenant);
+	else
+		strcpy(l->hostname, norm); /* as the greeting shows it: lower case, no trailing dot */
 out:
 	free(tenant);
 	return !p->failed;

@@ -230,6 +230,9 @@ static void test_minimal_defaults(void **state)
 	assert_false(t->skip_verification);
 	assert_string_equal(t->src_file, c->path);
 	assert_int_equal(t->cert_line, 13);
+	/* A built-in region's errors point at the first tenant that uses it. */
+	assert_string_equal(us->src_file, c->path);
+	assert_int_equal(us->line, 15);
 
 	assert_true(cfg->limits.max_message_size == 52428800);
 	assert_int_equal(cfg->limits.max_connections, 4096);
@@ -978,6 +981,24 @@ static void test_err_region_host_invalid(void **state)
 	           4, "'relay/2.test'");
 }
 
+/* An implicit-TLS relay defaults to port 465; a listener's host name is kept normalised. */
+static void test_implicit_region_port_and_hostname_case(void **state)
+{
+	struct ctx *c = *state;
+	struct config *cfg = load_ok(
+	    c, "listeners = ( { address = \"::1\"; port = 2525; hostname = \"SMTP.Livery.Test.\";"
+	       " default_tenant = \"acme\"; } );\n"
+	       "tenants = ( { name = \"acme\"; hostnames = [ \"smtp.acme.test\" ]; cert = \"acme.pem\";"
+	       " key = \"acme.key\"; region = \"r\"; } );\n"
+	       "regions = ( { name = \"r\"; host = \"relay.test\"; tls = \"implicit\"; } );\n");
+
+	assert_int_equal(region(cfg, "r")->port, 465);
+	assert_int_equal(region(cfg, "r")->tls, TLS_MODE_IMPLICIT);
+	assert_string_equal(cfg->listeners[0].hostname, "smtp.livery.test");
+	assert_string_equal(cfg->listeners[0].address, "::1");
+	config_free(cfg);
+}
+
 /* The EHLO name goes on the relay leg verbatim: a CR LF in it would inject a command. */
 static void test_err_region_ehlo_name(void **state)
 {
@@ -1158,6 +1179,7 @@ int main(void)
 	    T(test_err_region_verify_name),
 	    T(test_err_region_hosts),
 	    T(test_err_region_host_invalid),
+	    T(test_implicit_region_port_and_hostname_case),
 	    T(test_err_region_ehlo_name),
 	    T(test_err_bare_line_endings),
 	    T(test_err_limits_counts),
