@@ -2,7 +2,8 @@
 """openssl s_client against both listeners: which certificate livery presents for an exact
 name (ECDSA acme), a wildcard name (RSA globex), no SNI and an unknown name (the listener's
 default tenant), checked by subject, subjectAltName, key type and the exact DER bytes of the
-configured certificate, with chain verification against the test CA."""
+configured certificate, with chain verification against the test CA; and that TLS 1.0/1.1
+are refused while 1.2 and 1.3 work."""
 
 import re
 import ssl
@@ -114,6 +115,37 @@ class CertificateSelectionTest(h.ProxyTestCase):
 
     def test_wildcard_does_not_match_bare_domain(self):
         self.check(True, "globex.test", "default", "smtp.livery.test")
+
+
+class OldTlsRefusedTest(h.ProxyTestCase):
+    """TLS 1.0 and 1.1 are refused on both listeners (a wolfSSL context would accept 1.1
+    unless told otherwise); TLS 1.2 and 1.3 work."""
+
+    def handshake(self, port, version, starttls):
+        argv = [OPENSSL, "s_client", "-connect", "%s:%d" % (h.HOST, port), "-CAfile", self.certs.ca,
+                "-servername", "smtp.acme.test", "-verify_return_error", version,
+                # OpenSSL 3 itself will not offer TLS < 1.2 at its default security level.
+                "-cipher", "DEFAULT@SECLEVEL=0"]
+        if starttls:
+            argv += ["-starttls", "smtp"]
+        r = subprocess.run(argv, input=b"", stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        return r.returncode, r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace")
+
+    def test_versions(self):
+        for port, starttls in ((self.livery.starttls_port, True), (self.livery.implicit_port, False)):
+            for version in ("-tls1", "-tls1_1"):
+                with self.subTest(port=port, version=version):
+                    rc, out = self.handshake(port, version, starttls)
+                    self.assertIn("Cipher is (NONE)", out)  # no session came of it
+                    self.assertIn("alert protocol version", out)
+            for version, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+                with self.subTest(port=port, version=version):
+                    rc, out = self.handshake(port, version, starttls)
+                    self.assertEqual(rc, 0, out)
+                    self.assertIn("New, %s, Cipher is" % name, out)
+                    self.assertIn("Verify return code: 0 (ok)", out)
+        c = self.starttls_session()  # and it still serves
+        self.assertReply(c.cmd("QUIT"), 221)
 
 
 if __name__ == "__main__":
