@@ -26,6 +26,8 @@ static void update_client_timer(struct session *s)
 		return;
 	if (s->state == SS_HANDSHAKE)
 		ms = s->srv->cfg->limits.tls_timeout_ms;
+	else if (s->paused_for_up)
+		ms = 0; /* we stopped reading the client because the relay does not read: its timer runs */
 	else if (s->state == SS_DATA || s->state == SS_BDAT)
 		ms = s->srv->cfg->limits.data_timeout_ms;
 	else if (!session_relay_owed(s) && !s->blocked)

@@ -48,7 +48,7 @@ struct write_req {
 static _Thread_local char read_buf[65536];
 
 static void tls_pump(struct stream *s);
-static void do_close(struct stream *s);
+static void do_close(struct stream *s, bool reset);
 
 struct stream *stream_new(uv_loop_t *loop, const struct stream_ops *ops, void *owner)
 {
@@ -85,7 +85,7 @@ static void on_write(uv_write_t *req, int status)
 		emit_error(s, status);
 	if (s->closing) {
 		if (s->close_when_flushed && s->queued == 0)
-			do_close(s);
+			do_close(s, false);
 		return;
 	}
 	if (s->above_high && s->queued < STREAM_WRITE_LOW) {
@@ -403,7 +403,7 @@ static void on_timer(uv_timer_t *t)
 	struct stream *s = container_of(t, struct stream, timer);
 
 	if (s->closing) {
-		do_close(s); /* the flush on close took too long */
+		do_close(s, true); /* the flush on close took too long: the peer stopped reading */
 		return;
 	}
 	s->ops->on_timeout(s->owner);
@@ -447,7 +447,9 @@ static void on_handle_closed(uv_handle_t *h)
 	free(s);
 }
 
-static void do_close(struct stream *s)
+/* reset: the peer gets a RST at once, and what is still unsent is dropped instead of
+ * holding the socket (and its kernel buffers) until a peer that stopped reading takes it. */
+static void do_close(struct stream *s, bool reset)
 {
 	if (uv_is_closing((uv_handle_t *)&s->tcp))
 		return;
@@ -455,7 +457,8 @@ static void do_close(struct stream *s)
 	s->timer.data = s;
 	s->flusher.data = s;
 	s->pending_closes = 3;
-	uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
+	if (!reset || uv_tcp_close_reset(&s->tcp, on_handle_closed) != 0)
+		uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
 	uv_close((uv_handle_t *)&s->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&s->flusher, on_handle_closed);
 }
@@ -478,5 +481,5 @@ void stream_close(struct stream *s, bool flush)
 		uv_timer_start(&s->timer, on_timer, CLOSE_FLUSH_MS, 0);
 		return;
 	}
-	do_close(s);
+	do_close(s, s->queued > 0);
 }

@@ -59,7 +59,8 @@ const char *stream_tls_error(const struct stream *s);
 void stream_set_timer(struct stream *s, unsigned ms);
 /* Peer address as text into buf. */
 void stream_peer_name(const struct stream *s, char *buf, size_t len);
-/* Closes; with flush, queued writes (and a TLS close_notify) go out first. */
+/* Closes; with flush, queued writes (and a TLS close_notify) go out first (for at most 5 s).
+ * Without flush, writes still queued are dropped and the peer gets a reset. */
 void stream_close(struct stream *s, bool flush);
 
 #endif

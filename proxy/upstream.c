@@ -279,12 +279,17 @@ static void up_on_timeout(void *owner)
 {
 	struct upstream *u = owner;
 
+	if (u->state == U_READY && u->awaiting == 0)
+		return fail(u, "relay %s stopped reading", u->addr_text);
 	setup_fail(u, "relay %s timed out in state %s", u->addr_text, states[u->state].name);
 }
 
 static void up_on_drain(void *owner)
 {
 	struct upstream *u = owner;
+
+	if (u->awaiting == 0 && u->stream)
+		stream_set_timer(u->stream, 0); /* the relay reads again */
 	if (u->ops->on_drain && !u->closing)
 		u->ops->on_drain(u->owner);
 }
@@ -481,6 +486,10 @@ void upstream_send(struct upstream *u, const char *buf, size_t len, unsigned nre
 		if (u->awaiting == 0)
 			stream_set_timer(u->stream, u->reply_timeout_ms);
 		u->awaiting += nreplies;
+	} else if (u->awaiting == 0 && stream_write_blocked(u->stream)) {
+		/* Message content and no reply owed: a relay that stops reading it is timed too
+		 * (the owner stops reading its client meanwhile, so nobody else would notice). */
+		stream_set_timer(u->stream, u->reply_timeout_ms);
 	}
 }
 
