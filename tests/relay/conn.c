@@ -1,5 +1,6 @@
 /* conn.c: one relay connection's byte I/O (plain or TLS), input buffering, recording and closing. */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -133,6 +134,16 @@ bool conn_write(struct conn *c, const void *p, size_t n)
     return n == 0;
 }
 
+/* "conn <n> tls-info <version> sni=<name>": the protocol version and the SNI host name the
+ * client sent ("-" when it sent none; kept by the servername callback set in relay.c). */
+static void record_tls_info(struct conn *c)
+{
+    void *name = NULL;
+    unsigned short len = wolfSSL_SNI_GetRequest(c->ssl, WOLFSSL_SNI_HOST_NAME, &name);
+    record_event("conn %u tls-info %s sni=%.*s", c->n, wolfSSL_get_version(c->ssl),
+                 len > 0 ? (int)len : 1, len > 0 ? (const char *)name : "-");
+}
+
 bool conn_tls_accept(struct conn *c)
 {
     c->ssl = wolfSSL_new(tls_ctx);
@@ -153,6 +164,7 @@ bool conn_tls_accept(struct conn *c)
         return false;
     }
     record_event("conn %u tls", c->n);
+    record_tls_info(c);
     return true;
 }
 
@@ -160,6 +172,22 @@ void conn_sink(struct conn *c)
 {
     while (conn_fill(c) > 0)
         conn_consume(c, c->len);
+}
+
+/* Neither reads nor writes until the peer has closed (or reset) the connection, so what it
+ * sends piles up in the socket buffers and then in the peer's. A FIN queued behind data we
+ * never read cannot arrive: a peer that closes with unsent data is only seen once it resets. */
+void conn_wait_peer_close(struct conn *c)
+{
+    struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+    for (;;) {
+        int r = poll(&p, 1, -1);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+            break;
+    }
+    c->dead = true;
 }
 
 void conn_reset(struct conn *c)

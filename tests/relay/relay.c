@@ -26,16 +26,20 @@ static const struct {
     { "starttls-inject", FAULT_STARTTLS_INJECT }, { "starttls-error", FAULT_STARTTLS_ERROR },
     { "stall-banner", FAULT_STALL_BANNER },       { "stall-data", FAULT_STALL_DATA },
     { "reset-data", FAULT_RESET_DATA },           { "reset-banner", FAULT_RESET_BANNER },
+    { "stall-tls", FAULT_STALL_TLS },             { "stall-mail", FAULT_STALL_MAIL },
+    { "stop-reading-data", FAULT_STOP_READING_DATA },
 };
 
 static void usage(FILE *out)
 {
     fputs("usage: livery-test-relay --port P [--listen 127.0.0.1] --cert F --key F --record DIR\n"
-          "         [--implicit] [--no-starttls] [--reject-auth]\n"
-          "         [--user NAME:PASSWORD]... [--reply VERB=CODE TEXT]...\n"
+          "         [--implicit] [--no-starttls] [--reject-auth] [--no-ext KEYWORD]...\n"
+          "         [--plaintext-auth] [--user NAME:PASSWORD]... [--reply VERB=CODE TEXT]...\n"
           "         [--fault NAME]... [--ready-file F]\n"
+          "replies: VERB is a command, DOT (end of data), AUTH (final auth reply) or BANNER\n"
           "faults: starttls-inject starttls-error stall-banner stall-data reset-data "
           "reset-banner\n"
+          "        stall-tls stall-mail stop-reading-data\n"
           "   or: livery-test-relay --sink --port P --cert F --key F [--implicit] [--user N:P]...\n"
           "         a benchmark sink: no recording (--record optional and unused), messages\n"
           "         discarded, AUTH accepted with any credentials unless --user is given, and\n"
@@ -92,7 +96,7 @@ static void add_fault(const char *name)
 static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 256, O_LISTEN, O_CERT, O_KEY, O_RECORD, O_IMPLICIT, O_NO_STARTTLS,
-           O_REJECT_AUTH, O_USER, O_REPLY, O_FAULT, O_READY, O_SINK, O_HELP };
+           O_REJECT_AUTH, O_NO_EXT, O_PLAINTEXT_AUTH, O_USER, O_REPLY, O_FAULT, O_READY, O_SINK, O_HELP };
     static const struct option longopts[] = {
         { "port", required_argument, NULL, O_PORT },
         { "listen", required_argument, NULL, O_LISTEN },
@@ -102,6 +106,8 @@ static void parse_args(int argc, char **argv)
         { "implicit", no_argument, NULL, O_IMPLICIT },
         { "no-starttls", no_argument, NULL, O_NO_STARTTLS },
         { "reject-auth", no_argument, NULL, O_REJECT_AUTH },
+        { "no-ext", required_argument, NULL, O_NO_EXT },
+        { "plaintext-auth", no_argument, NULL, O_PLAINTEXT_AUTH },
         { "user", required_argument, NULL, O_USER },
         { "reply", required_argument, NULL, O_REPLY },
         { "fault", required_argument, NULL, O_FAULT },
@@ -121,6 +127,12 @@ static void parse_args(int argc, char **argv)
         case O_IMPLICIT: opts.implicit = true; break;
         case O_NO_STARTTLS: opts.no_starttls = true; break;
         case O_REJECT_AUTH: opts.reject_auth = true; break;
+        case O_NO_EXT:
+            if (opts.nno_ext == sizeof opts.no_ext / sizeof opts.no_ext[0])
+                bad_usage("too many --no-ext (\"%s\")", optarg);
+            opts.no_ext[opts.nno_ext++] = optarg;
+            break;
+        case O_PLAINTEXT_AUTH: opts.plaintext_auth = true; break;
         case O_USER: add_user(optarg); break;
         case O_REPLY: add_reply(optarg); break;
         case O_FAULT: add_fault(optarg); break;
@@ -145,6 +157,15 @@ static void parse_args(int argc, char **argv)
         add_user("user@acme.test:secret");
 }
 
+/* Does nothing, but its presence makes wolfSSL keep the client's SNI for
+ * wolfSSL_SNI_GetRequest (the "tls-info" event): without a callback or a name of our own
+ * registered with wolfSSL_CTX_UseSNI, a build without WOLFSSL_ALWAYS_KEEP_SNI (the static
+ * one from bench/build-wolfssl.sh) skips the extension. */
+static int keep_sni(WOLFSSL *ssl, int *alert, void *arg)
+{
+    return 0; /* SSL_TLSEXT_ERR_OK */
+}
+
 static bool tls_setup(void)
 {
     wolfSSL_Init();
@@ -161,6 +182,7 @@ static bool tls_setup(void)
         warnx_relay("%s: cannot load the private key", opts.key);
         return false;
     }
+    wolfSSL_CTX_set_servername_callback(tls_ctx, keep_sni);
     return true;
 }
 
@@ -225,6 +247,8 @@ static void serve(struct conn *c)
         conn_reset(c);
     else if (opts.faults & FAULT_STALL_BANNER)
         conn_sink(c);
+    else if (opts.implicit && (opts.faults & FAULT_STALL_TLS))
+        conn_wait_peer_close(c);
     else if (!opts.implicit || conn_tls_accept(c))
         smtp_session(c);
     conn_close(c);

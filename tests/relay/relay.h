@@ -18,6 +18,9 @@ enum fault {
     FAULT_STALL_DATA = 1u << 3,
     FAULT_RESET_DATA = 1u << 4,
     FAULT_RESET_BANNER = 1u << 5,
+    FAULT_STALL_TLS = 1u << 6,
+    FAULT_STALL_MAIL = 1u << 7,
+    FAULT_STOP_READING_DATA = 1u << 8,
 };
 
 struct user {
@@ -33,6 +36,11 @@ struct reply_override {
 struct relay_opts {
     const char *port, *listen, *cert, *key, *record, *ready_file;
     bool implicit, no_starttls, reject_auth;
+    /* --plaintext-auth: AUTH offered and accepted also before TLS (for require_tls = false). */
+    bool plaintext_auth;
+    /* --no-ext: EHLO keywords (the first word of the line) left out of the EHLO reply. */
+    const char *no_ext[8];
+    size_t nno_ext;
     /* --sink: a fast stand-in for benchmarks: nothing recorded, messages discarded, AUTH
      * accepted for any credentials (unless --user is given) and also without TLS. */
     bool sink;
@@ -95,6 +103,7 @@ enum line_status conn_read_line(struct conn *c, char *out);
 bool conn_write(struct conn *c, const void *p, size_t n);
 bool conn_tls_accept(struct conn *c);
 void conn_sink(struct conn *c);
+void conn_wait_peer_close(struct conn *c);
 void conn_reset(struct conn *c);
 void conn_close(struct conn *c);
 

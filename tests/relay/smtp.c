@@ -92,6 +92,17 @@ static void finish_message(struct conn *c, const char *verb)
 
 /* ---- commands ---- */
 
+/* --no-ext: the keyword (first word of an EHLO line) is left out. */
+static bool ext_left_out(const char *line)
+{
+    size_t n = strcspn(line, " ");
+    for (size_t i = 0; i < opts.nno_ext; i++) {
+        if (strlen(opts.no_ext[i]) == n && strncasecmp(line, opts.no_ext[i], n) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void cmd_ehlo(struct conn *c, const char *arg)
 {
     reset_txn(c);
@@ -114,8 +125,14 @@ static void cmd_ehlo(struct conn *c, const char *arg)
     ext[n++] = "CHUNKING";
     if (!c->ssl && !opts.no_starttls)
         ext[n++] = "STARTTLS";
-    if (c->ssl || opts.sink)
+    if (c->ssl || opts.sink || opts.plaintext_auth)
         ext[n++] = "AUTH PLAIN LOGIN";
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ext_left_out(ext[i]))
+            ext[kept++] = ext[i];
+    }
+    n = kept;
     struct buf b = { 0 };
     buf_printf(&b, "250-" RELAY_HOST " greets %s (mailgun)\r\n", arg);
     for (size_t i = 0; i < n; i++)
@@ -155,6 +172,10 @@ static void cmd_starttls(struct conn *c, const char *arg)
     bool sent = conn_write(c, b.p, b.len);
     buf_free(&b);
     c->off = c->len = 0; /* plaintext sent ahead of the handshake is discarded */
+    if (sent && (opts.faults & FAULT_STALL_TLS)) {
+        conn_wait_peer_close(c); /* the ClientHello stays unread */
+        return;
+    }
     if (!sent || !conn_tls_accept(c))
         return;
     c->authed = false;
@@ -247,7 +268,7 @@ static void auth_login(struct conn *c, const char *initial)
 
 static void cmd_auth(struct conn *c, const char *arg)
 {
-    if (!c->ssl && !opts.sink) {
+    if (!c->ssl && !opts.sink && !opts.plaintext_auth) {
         send_reply(c, "530 5.7.0 Must issue a STARTTLS command first");
         return;
     }
@@ -279,6 +300,10 @@ static void cmd_mail(struct conn *c, const char *arg)
     }
     if (strncasecmp(arg, "FROM:", 5) != 0) {
         send_reply(c, "501 5.5.4 Syntax: MAIL FROM:<address>");
+        return;
+    }
+    if (opts.faults & FAULT_STALL_MAIL) {
+        conn_sink(c); /* no reply, ever; what follows is still recorded */
         return;
     }
     const char *text = reply_text("MAIL", "250 2.1.0 Sender ok");
@@ -361,6 +386,10 @@ static void cmd_data(struct conn *c, const char *arg)
     send_reply(c, text);
     if (reply_code(text) != 354)
         return;
+    if (opts.faults & FAULT_STOP_READING_DATA) {
+        conn_wait_peer_close(c); /* the peer's writes back up */
+        return;
+    }
     c->payload.len = 0;
     if (read_data(c))
         finish_message(c, "DOT");
