@@ -140,9 +140,28 @@ def hs_table(hss):
     return "\n".join(out)
 
 
+def comparison(tag, rows_by, rev):
+    """This tree against livery at revision rev (bench/run --compare), same run and sink."""
+    lines = []
+    for kind, what in (("res", "resumption on"), ("nores", "resumption off")):
+        now, then = rows_by.get(f"livery-{tag}-{kind}"), rows_by.get(f"livery-{tag}-rev-{kind}")
+        if not now or not then or not now["cpu_ms"] or not then["cpu_ms"]:
+            continue
+        lines.append(f"- {tag} wolfSSL, relay {what}: CPU per session {now['cpu_ms']:.3f} ms now vs "
+                     f"{then['cpu_ms']:.3f} ms at {rev} ({100 * (now['cpu_ms'] / then['cpu_ms'] - 1):+.0f}%); "
+                     f"sessions/s {now['sps']:.0f} vs {then['sps']:.0f} "
+                     f"({100 * (now['sps'] / then['sps'] - 1):+.0f}%)")
+    return lines
+
+
 def main():
     d, cmd, sessions, conc, hold, msgs, size = sys.argv[1:8]
     m = machine(d)
+    compare = None
+    if os.path.exists(os.path.join(d, "compare.txt")):
+        with open(os.path.join(d, "compare.txt")) as f:
+            compare = f.read().strip()
+    rev = compare.split()[0] if compare else None
     tags = [t for t in ("debian", "opt") if os.path.exists(os.path.join(d, f"hsbench-{t}.json"))]
     rows, rows_by, hss = [], {}, []
     ngx = row("nginx mail proxy (OpenSSL), 1 worker", load(d, "nginx.json"), load(d, "nginx.cpu.json"),
@@ -150,9 +169,13 @@ def main():
     for tag in tags:
         hs = load(d, f"hsbench-{tag}.json")
         hss.append((tag, hs))
-        for name, label in ((f"baseline-{tag}", f"baseline: loadgen → sink ({tag} wolfSSL)"),
-                            (f"livery-{tag}-res", f"livery ({tag} wolfSSL), relay resumption on"),
-                            (f"livery-{tag}-nores", f"livery ({tag} wolfSSL), relay resumption off")):
+        setups = [(f"baseline-{tag}", f"baseline: loadgen → sink ({tag} wolfSSL)"),
+                  (f"livery-{tag}-res", f"livery ({tag} wolfSSL), relay resumption on"),
+                  (f"livery-{tag}-nores", f"livery ({tag} wolfSSL), relay resumption off")]
+        if rev:
+            setups += [(f"livery-{tag}-rev-res", f"livery at {rev} ({tag} wolfSSL), relay resumption on"),
+                       (f"livery-{tag}-rev-nores", f"livery at {rev} ({tag} wolfSSL), relay resumption off")]
+        for name, label in setups:
             r = row(label, load(d, name + ".json"), load(d, name + ".cpu.json"), load(d, name + "-hold.mem.json"),
                     load(d, name + ".runs.json"))
             if r:
@@ -192,6 +215,12 @@ def main():
     for tag, hs in hss:
         print(targets(tag, rows_by, hs, ngx))
         print()
+    if compare:
+        lines = [x for tag, _ in hss for x in comparison(tag, rows_by, rev)]
+        if lines:
+            print(f"This tree against livery at `{compare}` (`--compare`, same run, same sink and load):\n")
+            print("\n".join(lines))
+            print()
     sysfiles = sorted(f for f in os.listdir(d) if f.startswith("sys-") and f.endswith(".txt"))
     if sysfiles:
         counts = {}
