@@ -389,6 +389,22 @@ def ssl_context(cafile=None, check_hostname=True):
     return ctx
 
 
+def rss_kib(pid):
+    """VmRSS of a process, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def under_asan(pid):
+    """True for a process built with AddressSanitizer, whose freed memory sits in quarantine
+    (so its RSS says nothing about leaks or bounds)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def plain_auth(user=USER, password=PASSWORD):
     return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
 

@@ -16,14 +16,6 @@ LIMITS = ("limits = { max_message_size = 4096; max_bad_commands = 3; command_tim
           " data_timeout = 2; tls_timeout = 2; };")
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
 class Hostile(h.ProxyTestCase):
     livery_config = {"top_extra": (LIMITS,)}
 
@@ -193,7 +185,7 @@ class Hostile(h.ProxyTestCase):
 
     def test_pipelining_without_reading_is_bounded(self):
         pid = self.livery.proc.pid
-        base = rss_kib(pid)
+        base = h.rss_kib(pid)
         c = self.client()
         self.assertReply(c.reply(), 220)
         c.sock.setblocking(False)
@@ -209,10 +201,8 @@ class Hostile(h.ProxyTestCase):
             except BlockingIOError:
                 pass
         self.assertLess(sent, limit, "livery kept reading a client that reads no replies")
-        grown = rss_kib(pid) - base
-        with open("/proc/%d/maps" % pid) as f:
-            asan = "libasan" in f.read()
-        if not asan:  # AddressSanitizer keeps freed memory in quarantine: RSS says nothing
+        grown = h.rss_kib(pid) - base
+        if not h.under_asan(pid):  # AddressSanitizer keeps freed memory in quarantine
             self.assertLess(grown, 64 * 1024, "livery grew by %d KiB" % grown)
         other = self.starttls_session()
         self.assertReply(other.cmd("QUIT"), 221)

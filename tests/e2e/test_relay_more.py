@@ -38,19 +38,6 @@ def limits(**kw):
     return ("limits = { %s };" % " ".join("%s = %d;" % kv for kv in sorted(kw.items())),)
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
-def under_asan(pid):
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
-
-
 class RelayAt(h.Relay):
     """A second stand-in relay on a given loopback address and port (a region has one port for
     all its hosts, so a relay on 127.0.0.2 must share the first relay's port)."""
@@ -397,15 +384,15 @@ class StopReadingDataTest(RelayLegCase):
         c = self.starttls_session()
         self.transaction(c)
         self.assertReply(c.cmd("DATA"), 354)
-        base = rss_kib(pid)
+        base = h.rss_kib(pid)
         sent = self.push_body(c)
-        grown = rss_kib(pid) - base
+        grown = h.rss_kib(pid) - base
         self.assertLess(sent, self.LIMIT, "livery kept reading a body its relay does not take")
         r = c.reply()
         self.assertReply(r, 421, "4.4.2 ")
         c.read_eof()
         self.assertClean(c.received)
-        if not under_asan(pid):  # AddressSanitizer keeps freed memory in quarantine
+        if not h.under_asan(pid):  # AddressSanitizer keeps freed memory in quarantine
             self.assertLess(grown, 64 * 1024, "livery grew by %d KiB after %d bytes" % (grown, sent))
         self.assertIn("stopped reading", self.livery.log())
         self.assertNotIn("client timed out", self.livery.log())
