@@ -98,7 +98,7 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def targets(tag, rows_by, hs, ngx):
+def targets(d, tag, rows_by, hs, ngx):
     res, nores = rows_by.get(f"livery-{tag}-res"), rows_by.get(f"livery-{tag}-nores")
     ceiling = hs["ceiling_sessions_per_sec"] if hs else None
     lines = [f"Targets, livery with {tag} wolfSSL:", ""]
@@ -116,6 +116,11 @@ def targets(tag, rows_by, hs, ngx):
         lines.append(f"- CPU per session vs nginx: {res['cpu_ms']:.3f} / {ngx['cpu_ms']:.3f} ms = "
                      f"{r:.2f}× (target ≤ {TARGET_CPU}×: {verdict(r <= TARGET_CPU)}); note livery also does "
                      f"the verified TLS relay leg that nginx cannot")
+    tls_res, tls_nores = load(d, f"livery-{tag}-res.relaytls.json"), load(d, f"livery-{tag}-nores.relaytls.json")
+    if tls_res and tls_nores and tls_res["handshakes"] and tls_nores["handshakes"]:
+        lines.append(f"- relay legs that resumed a TLS session (counted by the sink): "
+                     f"{tls_res['resumed']} of {tls_res['handshakes']} with resumption on, "
+                     f"{tls_nores['resumed']} of {tls_nores['handshakes']} with it off")
     if res and nores:
         r = res["sps"] / nores["sps"]
         c = (nores["cpu_ms"] / res["cpu_ms"]) if res["cpu_ms"] and nores["cpu_ms"] else None
@@ -213,7 +218,7 @@ def main():
     print(hs_table(hss))
     print()
     for tag, hs in hss:
-        print(targets(tag, rows_by, hs, ngx))
+        print(targets(d, tag, rows_by, hs, ngx))
         print()
     if compare:
         lines = [x for tag, _ in hss for x in comparison(tag, rows_by, rev)]

@@ -144,6 +144,8 @@ static void record_tls_info(struct conn *c)
                  len > 0 ? (int)len : 1, len > 0 ? (const char *)name : "-");
 }
 
+unsigned long tls_handshakes, tls_resumed;
+
 bool conn_tls_accept(struct conn *c)
 {
     c->ssl = wolfSSL_new(tls_ctx);
@@ -165,6 +167,9 @@ bool conn_tls_accept(struct conn *c)
     }
     record_event("conn %u tls", c->n);
     record_tls_info(c);
+    __atomic_add_fetch(&tls_handshakes, 1, __ATOMIC_RELAXED);
+    if (wolfSSL_session_reused(c->ssl))
+        __atomic_add_fetch(&tls_resumed, 1, __ATOMIC_RELAXED);
     return true;
 }
 

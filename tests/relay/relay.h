@@ -102,6 +102,8 @@ enum line_status { LINE_OK, LINE_LONG, LINE_EOF };
 enum line_status conn_read_line(struct conn *c, char *out);
 bool conn_write(struct conn *c, const void *p, size_t n);
 bool conn_tls_accept(struct conn *c);
+/* TLS handshakes completed, and how many of them resumed a session (SIGUSR1 prints both). */
+extern unsigned long tls_handshakes, tls_resumed;
 void conn_sink(struct conn *c);
 void conn_wait_peer_close(struct conn *c);
 void conn_reset(struct conn *c);
