@@ -17,7 +17,9 @@
 #include "tls.h"
 #include "util.h"
 
-#define LIVERY_VERSION "0.2.0"
+#ifndef LIVERY_VERSION
+#error "LIVERY_VERSION comes from CMakeLists.txt (project VERSION)"
+#endif
 
 static const char usage[] =
         "Usage: livery -c FILE [--check] [--log-level LEVEL]\n"
