@@ -83,6 +83,17 @@ class Hostile(h.ProxyTestCase):
         self.assertIn(b"QUIT", raw)  # this session's relay leg was read
         self.assertNotIn(b"aaaaaaaaaa", raw)
 
+    def test_nul_in_mail_never_reaches_the_relay(self):
+        conns = self.relay.connections()
+        c = self.starttls_session()
+        c.send(b"MAIL FROM:<a\0b@acme.test>\r\n")
+        self.assertReply(c.reply(), 500, "5.5.2")
+        self.assertReply(c.cmd("QUIT"), 221)
+        raw = self.relay_raw_since(conns)
+        self.assertIn(b"QUIT", raw)  # this session's relay leg was read
+        self.assertNotIn(b"\0", raw)
+        self.assertNotIn(b"MAIL", raw)
+
     def test_data_line_limit(self):
         before = self.relay.messages()
         c = self.data_session()

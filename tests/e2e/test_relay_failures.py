@@ -119,6 +119,14 @@ class StarttlsInjectRelayTest(RelayUnusableChecks, h.ProxyTestCase):
         self.assertNotIn(b"injected", c.received)
 
 
+class StarttlsInjectPartialRelayTest(RelayUnusableChecks, h.ProxyTestCase):
+    """The same with only the start of a reply ("250-", no line end) after the 220: nothing
+    a reply parser would notice before TLS, so only the check for bytes after the 220 can
+    catch it."""
+    relay_options = ("--fault", "starttls-inject-partial")
+    reason = r"inject|after its starttls"
+
+
 class RejectAuthRelayTest(h.ProxyTestCase):
     """The relay refuses every AUTH: its 535 reaches the client, scrubbed to the brand."""
     relay_options = ("--reject-auth",)

@@ -26,6 +26,7 @@ import select
 import socket
 import ssl
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -297,6 +298,44 @@ class StallMailTest(RelayLegCase):
         self.assertReply(r, 421, "4.4.2 ")
         self.assertEqual(c.read_eof(), b"", "more than one reply after the 421")
         self.check_relay_completed_nothing(conns, before)
+
+
+class QueueBehindStalledMailTest(RelayLegCase):
+    """Commands pipelined behind a MAIL the relay never answers are answered locally (VRFY)
+    but must wait behind the owed reply: livery queues only so many of them (PENDING_MAX),
+    then stops reading, instead of buffering a flood without bound."""
+    relay_options = ("--fault", "stall-mail")
+    livery_config = {"top_extra": limits(relay_timeout=8, command_timeout=60)}
+    LIMIT = 64 << 20
+
+    def test_queue_is_bounded(self):
+        pid = self.livery.proc.pid
+        c = self.starttls_session()
+        base = h.rss_kib(pid)
+        c.sock.setblocking(False)
+        pending, flood = b"MAIL FROM:<ann@acme.test>\r\n", b"VRFY x\r\n" * 8192
+        sent, t0 = 0, time.monotonic()
+        # Bounded in bytes and in time (a hang guard, well under relay_timeout).
+        while sent < self.LIMIT and time.monotonic() - t0 < 6:
+            if not pending:
+                pending = flood
+            if not select.select([], [c.sock], [], 2)[1]:
+                break  # livery stopped reading: that is the point
+            try:
+                n = c.sock.send(pending)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                continue
+            sent += n
+            pending = pending[n:]
+        grown = h.rss_kib(pid) - base
+        self.assertLess(sent, 8 << 20, "livery kept reading commands it queues behind an owed reply")
+        if not h.under_asan(pid):  # AddressSanitizer keeps freed memory in quarantine
+            self.assertLess(grown, 32 * 1024, "livery grew by %d KiB" % grown)
+        c.sock.setblocking(True)
+        c.sock.settimeout(h.TIMEOUT)
+        # relay_timeout: the owed MAIL gets 421 and the session ends; no VRFY answer overtakes it.
+        self.assertReply(c.reply(), 421, "4.4.2")
+        c.read_eof()
 
 
 # ---- c. a stall in the relay's TLS handshake ----

@@ -28,6 +28,7 @@ static const struct {
     { "reset-data", FAULT_RESET_DATA },           { "reset-banner", FAULT_RESET_BANNER },
     { "stall-tls", FAULT_STALL_TLS },             { "stall-mail", FAULT_STALL_MAIL },
     { "stop-reading-data", FAULT_STOP_READING_DATA },
+    { "starttls-inject-partial", FAULT_STARTTLS_INJECT_PARTIAL },
 };
 
 static void usage(FILE *out)
@@ -39,7 +40,7 @@ static void usage(FILE *out)
           "replies: VERB is a command, DOT (end of data), AUTH (final auth reply) or BANNER\n"
           "faults: starttls-inject starttls-error stall-banner stall-data reset-data "
           "reset-banner\n"
-          "        stall-tls stall-mail stop-reading-data\n"
+          "        stall-tls stall-mail stop-reading-data starttls-inject-partial\n"
           "   or: livery-test-relay --sink --port P --cert F --key F [--implicit] [--user N:P]...\n"
           "         a benchmark sink: no recording (--record optional and unused), messages\n"
           "         discarded, AUTH accepted with any credentials unless --user is given, and\n"

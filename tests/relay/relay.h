@@ -21,6 +21,7 @@ enum fault {
     FAULT_STALL_TLS = 1u << 6,
     FAULT_STALL_MAIL = 1u << 7,
     FAULT_STOP_READING_DATA = 1u << 8,
+    FAULT_STARTTLS_INJECT_PARTIAL = 1u << 9,
 };
 
 struct user {

@@ -167,8 +167,11 @@ static void cmd_starttls(struct conn *c, const char *arg)
         return;
     }
     struct buf b = { 0 };
+    /* An injected whole reply, or the start of one (no line end yet), in the same write. */
     buf_printf(&b, "%s\r\n%s", text,
-               (opts.faults & FAULT_STARTTLS_INJECT) ? "250 injected\r\n" : "");
+               (opts.faults & FAULT_STARTTLS_INJECT)           ? "250 injected\r\n"
+               : (opts.faults & FAULT_STARTTLS_INJECT_PARTIAL) ? "250-"
+                                                               : "");
     bool sent = conn_write(c, b.p, b.len);
     buf_free(&b);
     c->off = c->len = 0; /* plaintext sent ahead of the handshake is discarded */
