@@ -145,16 +145,23 @@ def hs_table(hss):
     return "\n".join(out)
 
 
+def median(row):
+    xs = sorted(row["runs"]["cpu_ms_per_session"]) if row["runs"] else [row["cpu_ms"]]
+    return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
+
+
 def comparison(tag, rows_by, rev):
     """This tree against livery at revision rev (bench/run --compare), same run and sink."""
     lines = []
     for kind, what in (("res", "resumption on"), ("nores", "resumption off")):
-        now, then = rows_by.get(f"livery-{tag}-{kind}"), rows_by.get(f"livery-{tag}-rev-{kind}")
+        now, then = rows_by.get(f"livery-{tag}-ab-{kind}"), rows_by.get(f"livery-{tag}-rev-{kind}")
         if not now or not then or not now["cpu_ms"] or not then["cpu_ms"]:
             continue
+        med_now, med_then = median(now), median(then)
         lines.append(f"- {tag} wolfSSL, relay {what}: CPU per session {now['cpu_ms']:.3f} ms now vs "
-                     f"{then['cpu_ms']:.3f} ms at {rev} ({100 * (now['cpu_ms'] / then['cpu_ms'] - 1):+.0f}%); "
-                     f"sessions/s {now['sps']:.0f} vs {then['sps']:.0f} "
+                     f"{then['cpu_ms']:.3f} ms at {rev} ({100 * (now['cpu_ms'] / then['cpu_ms'] - 1):+.0f}%; "
+                     f"medians of all runs {med_now:.3f} vs {med_then:.3f}, "
+                     f"{100 * (med_now / med_then - 1):+.0f}%); sessions/s {now['sps']:.0f} vs {then['sps']:.0f} "
                      f"({100 * (now['sps'] / then['sps'] - 1):+.0f}%)")
     return lines
 
@@ -178,8 +185,9 @@ def main():
                   (f"livery-{tag}-res", f"livery ({tag} wolfSSL), relay resumption on"),
                   (f"livery-{tag}-nores", f"livery ({tag} wolfSSL), relay resumption off")]
         if rev:
-            setups += [(f"livery-{tag}-rev-res", f"livery at {rev} ({tag} wolfSSL), relay resumption on"),
-                       (f"livery-{tag}-rev-nores", f"livery at {rev} ({tag} wolfSSL), relay resumption off")]
+            for kind, what in (("res", "on"), ("nores", "off")):
+                setups += [(f"livery-{tag}-ab-{kind}", f"A/B: livery ({tag} wolfSSL), relay resumption {what}"),
+                           (f"livery-{tag}-rev-{kind}", f"A/B: livery at {rev} ({tag} wolfSSL), relay resumption {what}")]
         for name, label in setups:
             r = row(label, load(d, name + ".json"), load(d, name + ".cpu.json"), load(d, name + "-hold.mem.json"),
                     load(d, name + ".runs.json"))
@@ -223,7 +231,8 @@ def main():
     if compare:
         lines = [x for tag, _ in hss for x in comparison(tag, rows_by, rev)]
         if lines:
-            print(f"This tree against livery at `{compare}` (`--compare`, same run, same sink and load):\n")
+            print(f"This tree against livery at `{compare}` (`--compare`: both running at once on the same "
+                  f"sink, throughput runs interleaved A B A B ..., the best of each; CPU of the same runs):\n")
             print("\n".join(lines))
             print()
     sysfiles = sorted(f for f in os.listdir(d) if f.startswith("sys-") and f.endswith(".txt"))
