@@ -12,6 +12,7 @@ Environment (set by ctest, see CMakeLists.txt; the defaults suit a build in <src
 import base64
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -387,6 +388,29 @@ def ssl_context(cafile=None, check_hostname=True):
     ctx = ssl.create_default_context(cafile=cafile or certs().ca)
     ctx.check_hostname = check_hostname
     return ctx
+
+
+def flood(sock, data, limit, stall=2.0, bound=TIMEOUT, first=b""):
+    """Writes first, then data over and over, to sock until limit bytes went out, the socket
+    stayed unwritable for stall seconds (the peer stopped reading: what backpressure tests
+    wait for), or bound seconds passed. Returns the bytes sent; sock is blocking again after,
+    with the usual TIMEOUT."""
+    sock.setblocking(False)
+    sent, pending, t0 = 0, first or data, time.monotonic()
+    while sent < limit and time.monotonic() - t0 < bound:
+        if not pending:
+            pending = data
+        if not select.select([], [sock], [], stall)[1]:
+            break
+        try:
+            n = sock.send(pending)
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            continue
+        sent += n
+        pending = pending[n:]
+    sock.setblocking(True)
+    sock.settimeout(TIMEOUT)
+    return sent
 
 
 def rss_kib(pid):

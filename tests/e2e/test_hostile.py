@@ -3,11 +3,9 @@ what it must not (smuggling policies, line and size limits, connection and error
 timeouts, a vanishing client, relay failover, TLS abuse, backpressure)."""
 
 import os
-import select
 import socket
 import ssl
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -199,25 +197,15 @@ class Hostile(h.ProxyTestCase):
         base = h.rss_kib(pid)
         c = self.client()
         self.assertReply(c.reply(), 220)
-        c.sock.setblocking(False)
-        sent = 0
         flood = b"NOOP\r\n" * 20000
         limit = 500 * len(flood)  # 60 MB: far more than livery may take in without replying
-        deadline = time.monotonic() + h.TIMEOUT
-        while sent < limit and time.monotonic() < deadline:
-            if not select.select([], [c.sock], [], 2)[1]:
-                break  # livery stopped reading: that is the point
-            try:
-                sent += c.sock.send(flood)
-            except BlockingIOError:
-                pass
+        sent = h.flood(c.sock, flood, limit)
         self.assertLess(sent, limit, "livery kept reading a client that reads no replies")
         grown = h.rss_kib(pid) - base
         if not h.under_asan(pid):  # AddressSanitizer keeps freed memory in quarantine
             self.assertLess(grown, 64 * 1024, "livery grew by %d KiB" % grown)
         other = self.starttls_session()
         self.assertReply(other.cmd("QUIT"), 221)
-        c.sock.setblocking(True)
         for _ in range(100):
             self.assertReply(c.reply(), 250)
         c.close()

@@ -24,9 +24,7 @@ import os
 import re
 import select
 import socket
-import ssl
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -312,27 +310,12 @@ class QueueBehindStalledMailTest(RelayLegCase):
         pid = self.livery.proc.pid
         c = self.starttls_session()
         base = h.rss_kib(pid)
-        c.sock.setblocking(False)
-        pending, flood = b"MAIL FROM:<ann@acme.test>\r\n", b"VRFY x\r\n" * 8192
-        sent, t0 = 0, time.monotonic()
-        # Bounded in bytes and in time (a hang guard, well under relay_timeout).
-        while sent < self.LIMIT and time.monotonic() - t0 < 6:
-            if not pending:
-                pending = flood
-            if not select.select([], [c.sock], [], 2)[1]:
-                break  # livery stopped reading: that is the point
-            try:
-                n = c.sock.send(pending)
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                continue
-            sent += n
-            pending = pending[n:]
+        # Bounded in bytes and in time (well under relay_timeout).
+        sent = h.flood(c.sock, b"VRFY x\r\n" * 8192, self.LIMIT, bound=6, first=b"MAIL FROM:<ann@acme.test>\r\n")
         grown = h.rss_kib(pid) - base
         self.assertLess(sent, 8 << 20, "livery kept reading commands it queues behind an owed reply")
         if not h.under_asan(pid):  # AddressSanitizer keeps freed memory in quarantine
             self.assertLess(grown, 32 * 1024, "livery grew by %d KiB" % grown)
-        c.sock.setblocking(True)
-        c.sock.settimeout(h.TIMEOUT)
         # relay_timeout: the owed MAIL gets 421 and the session ends; no VRFY answer overtakes it.
         self.assertReply(c.reply(), 421, "4.4.2")
         c.read_eof()
@@ -394,28 +377,10 @@ class StopReadingDataTest(RelayLegCase):
 
     def push_body(self, c):
         """Sends body lines until the socket stays unwritable for a while (livery stopped
-        reading; the while is well under data_timeout so that the client is reading by the
+        reading; the while is well under relay_timeout so that the client is reading by the
         time livery gives up) or LIMIT bytes went out; returns the bytes sent."""
-        line = b"x" * 998 + b"\r\n"
-        chunk = b"Subject: big\r\n\r\n" + line * 256
-        c.sock.setblocking(False)
-        sent = 0
-        pending = b""
-        while sent < self.LIMIT:
-            if not pending:
-                pending = chunk
-                chunk = line * 256
-            if not select.select([], [c.sock], [], 0.5)[1]:
-                break  # livery stopped reading: that is the point
-            try:
-                n = c.sock.send(pending)
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                continue
-            sent += n
-            pending = pending[n:]
-        c.sock.setblocking(True)
-        c.sock.settimeout(h.TIMEOUT)
-        return sent
+        lines = (b"x" * 998 + b"\r\n") * 256
+        return h.flood(c.sock, lines, self.LIMIT, stall=0.5, first=b"Subject: big\r\n\r\n" + lines)
 
     def test_backpressure_then_4xx(self):
         pid = self.livery.proc.pid
