@@ -199,12 +199,9 @@ void session_start_upstream(struct session *s)
 	        .log_id = s->id,
 	};
 
-	/* on_failed (and even on_closed) may come before upstream_start returns. */
 	s->live++;
 	s->up_failed = false;
-	struct upstream *u = upstream_start(&p, &upstream_ops, s);
-	if (!s->up_failed)
-		s->up = u;
+	s->up = upstream_start(&p, &upstream_ops, s); /* reports nothing before it returns */
 }
 
 /* ---- client leg events ---- */

@@ -24,11 +24,18 @@ struct stream {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_prepare_t flusher; /* active while writes wait in pout/cout */
+	/* Active while an event waits to be reported: the owner's callbacks never run inside
+	 * the call (stream_write, stream_connect, stream_start_tls_client) that caused them,
+	 * so a caller can never find its stream or itself torn down under it. */
+	uv_idle_t notifier;
 	uv_connect_t connect_req;
 	const struct stream_ops *ops;
 	void *owner;
 	int pending_closes;
 	bool closing, close_when_flushed, reading, paused, errored, above_high;
+	/* Events waiting for the notifier, reported in this order. */
+	bool connect_due, handshake_due, error_due;
+	int connect_status, error_status;
 	enum tls_state tls_state;
 	struct tls_conn *tls;
 	struct iobuf cin;  /* ciphertext received, not yet consumed by wolfSSL */
@@ -49,6 +56,7 @@ static _Thread_local char read_buf[65536];
 
 static void tls_pump(struct stream *s);
 static void do_close(struct stream *s, bool reset);
+static void on_notify(uv_idle_t *h);
 
 struct stream *stream_new(uv_loop_t *loop, const struct stream_ops *ops, void *owner)
 {
@@ -59,19 +67,35 @@ struct stream *stream_new(uv_loop_t *loop, const struct stream_ops *ops, void *o
 	uv_tcp_init(loop, &s->tcp);
 	uv_timer_init(loop, &s->timer);
 	uv_prepare_init(loop, &s->flusher);
+	uv_idle_init(loop, &s->notifier);
 	iobuf_init(&s->cin);
 	iobuf_init(&s->cout);
 	iobuf_init(&s->pout);
 	return s;
 }
 
+/* An idle handle (unlike the prepare handle) keeps the loop from blocking in poll, so the
+ * event is reported on the next loop turn even when raised from another handle's callback. */
+static void notify_later(struct stream *s)
+{
+	uv_idle_start(&s->notifier, on_notify);
+}
+
+/* The first failure ends the stream's I/O at once; the owner hears of it on the next loop
+ * turn, never from inside the call that failed (a write that fails with EPIPE must not tear
+ * the relay leg down under the session that is still using it). */
 static void emit_error(struct stream *s, int status)
 {
 	if (s->closing || s->errored)
 		return;
 	s->errored = true;
+	s->error_status = status;
+	s->error_due = true;
 	uv_read_stop((uv_stream_t *)&s->tcp);
-	s->ops->on_error(s->owner, status);
+	s->reading = false;
+	iobuf_clear(&s->pout);
+	uv_prepare_stop(&s->flusher);
+	notify_later(s);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -88,7 +112,7 @@ static void on_write(uv_write_t *req, int status)
 			do_close(s, false);
 		return;
 	}
-	if (s->above_high && s->queued < STREAM_WRITE_LOW) {
+	if (s->above_high && s->queued < STREAM_WRITE_LOW && !s->errored) {
 		s->above_high = false;
 		if (s->ops->on_drain)
 			s->ops->on_drain(s->owner);
@@ -166,7 +190,7 @@ static void flush_now(struct stream *s)
 
 static void on_prepare(uv_prepare_t *p)
 {
-	/* May call the owner's on_error (a write that failed at once); nothing follows here. */
+	/* A write that fails here is reported through the notifier, like any other. */
 	flush_now(container_of(p, struct stream, flusher));
 }
 
@@ -262,9 +286,15 @@ static void on_connect(uv_connect_t *req, int status)
 	s->ops->on_connect(s->owner, status);
 }
 
-int stream_connect(struct stream *s, const struct sockaddr *addr)
+void stream_connect(struct stream *s, const struct sockaddr *addr)
 {
-	return uv_tcp_connect(&s->connect_req, &s->tcp, addr, on_connect);
+	int rc = uv_tcp_connect(&s->connect_req, &s->tcp, addr, on_connect);
+
+	if (rc < 0) { /* reported like any other connect failure, on the next loop turn */
+		s->connect_status = rc;
+		s->connect_due = true;
+		notify_later(s);
+	}
 }
 
 static void tls_failed(struct stream *s)
@@ -359,7 +389,10 @@ int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, con
 	tls_conn_set_session(s->tls, resume);
 	iobuf_clear(&s->cin);
 	s->tls_state = TS_HANDSHAKE;
-	tls_handshake(s);
+	/* The ClientHello goes out from the notifier: a handshake that fails at once is then
+	 * reported through on_tls on a later loop turn, like every other outcome. */
+	s->handshake_due = true;
+	notify_later(s);
 	return 0;
 }
 
@@ -433,6 +466,28 @@ void stream_peer_name(const struct stream *s, char *buf, size_t len)
 		uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
 }
 
+static void on_notify(uv_idle_t *h)
+{
+	struct stream *s = container_of(h, struct stream, notifier);
+
+	uv_idle_stop(h);
+	if (s->closing)
+		return;
+	if (s->connect_due) {
+		s->connect_due = false;
+		s->ops->on_connect(s->owner, s->connect_status);
+		return; /* a failed connect is the stream's last event */
+	}
+	if (s->handshake_due && !s->errored) {
+		s->handshake_due = false;
+		tls_pump(s); /* may call the owner, which may close us */
+	}
+	if (s->error_due && !s->closing) {
+		s->error_due = false;
+		s->ops->on_error(s->owner, s->error_status);
+	}
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
 	struct stream *s = h->data;
@@ -456,11 +511,13 @@ static void do_close(struct stream *s, bool reset)
 	s->tcp.data = s;
 	s->timer.data = s;
 	s->flusher.data = s;
-	s->pending_closes = 3;
+	s->notifier.data = s;
+	s->pending_closes = 4;
 	if (!reset || uv_tcp_close_reset(&s->tcp, on_handle_closed) != 0)
 		uv_close((uv_handle_t *)&s->tcp, on_handle_closed);
 	uv_close((uv_handle_t *)&s->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&s->flusher, on_handle_closed);
+	uv_close((uv_handle_t *)&s->notifier, on_handle_closed);
 }
 
 void stream_close(struct stream *s, bool flush)

@@ -16,8 +16,11 @@
 
 struct stream;
 
-/* Callbacks go to the owner. After stream_close() only on_close is ever called, and the
- * stream is freed right after on_close returns. */
+/* Callbacks go to the owner, always from a libuv callback: never from inside a stream_*
+ * call the owner made (as libuv itself reports errors), so no call here can free the
+ * owner or the stream under its caller. After stream_close() only on_close is ever called,
+ * and the stream is freed right after on_close returns. After on_error the stream does no
+ * more I/O: writes are dropped until the owner closes it. */
 struct stream_ops {
 	void (*on_connect)(void *owner, int status);
 	void (*on_tls)(void *owner, int status); /* 0: handshake done; <0: failed */
@@ -33,7 +36,8 @@ struct stream_ops {
 struct stream *stream_new(uv_loop_t *loop, const struct stream_ops *ops, void *owner);
 /* Accepts a pending connection from server and starts reading. */
 int stream_accept(struct stream *s, uv_stream_t *server);
-int stream_connect(struct stream *s, const struct sockaddr *addr);
+/* Connects; the outcome, a failure to start included, comes through ops->on_connect. */
+void stream_connect(struct stream *s, const struct sockaddr *addr);
 void stream_write(struct stream *s, const char *buf, size_t len);
 /* True once the write queue went above STREAM_WRITE_HIGH and has not yet drained. */
 bool stream_write_blocked(const struct stream *s);

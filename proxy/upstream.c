@@ -21,6 +21,9 @@ struct upstream {
 	void *owner;
 	enum ustate state;
 	uv_getaddrinfo_t gai;
+	/* Starts the work on the next loop turn, so that upstream_start never reports a failure
+	 * (on_failed) to an owner still inside the call. */
+	uv_idle_t kick;
 	struct addrinfo *addrs, *next_addr;
 	/* A host that is an address literal needs no resolver (a thread-pool round trip). */
 	struct addrinfo literal;
@@ -29,7 +32,7 @@ struct upstream {
 	bool resolving; /* a getaddrinfo request is under way */
 	char last_error[256];
 	struct stream *stream;
-	int live; /* pending getaddrinfo + streams not yet closed; freed at 0 when closing */
+	int live; /* owner + kick handle + pending getaddrinfo + streams not yet closed; freed at 0 */
 	bool closing, tls_done;
 	unsigned awaiting; /* replies owed by the relay while relaying */
 	unsigned reply_timeout_ms;
@@ -371,9 +374,7 @@ static void try_next(struct upstream *u)
 	u->stream = stream_new(u->p.loop, &stream_ops, u);
 	u->live++;
 	stream_set_timer(u->stream, u->region->connect_timeout_ms);
-	int rc = stream_connect(u->stream, ai->ai_addr);
-	if (rc < 0)
-		attempt_failed(u, "connect to relay %s: %s", u->addr_text, uv_strerror(rc));
+	stream_connect(u->stream, ai->ai_addr); /* the outcome comes through up_on_connect */
 }
 
 static void attempt_failed(struct upstream *u, const char *fmt, ...)
@@ -435,12 +436,26 @@ static void resolve_host(struct upstream *u)
 	u->state = U_RESOLVE;
 	u->next_addr = NULL;
 	if (use_literal(u))
-		return try_next(u); /* may fail (and report it) before upstream_start returns */
+		return try_next(u);
 	int rc = uv_getaddrinfo(u->p.loop, &u->gai, on_resolved, cur_host(u)->host, port, &hints);
 	if (rc < 0)
 		return attempt_failed(u, "cannot resolve relay %s: %s", cur_host(u)->host, uv_strerror(rc));
 	u->resolving = true;
 	u->live++; /* held across the resolve, released in on_resolved even when closed meanwhile */
+}
+
+static void on_kick(uv_idle_t *h)
+{
+	struct upstream *u = container_of(h, struct upstream, kick);
+
+	uv_idle_stop(h);
+	if (!u->closing)
+		resolve_host(u); /* failures reach the owner from here, a loop callback */
+}
+
+static void on_kick_closed(uv_handle_t *h)
+{
+	release(container_of((uv_idle_t *)h, struct upstream, kick));
 }
 
 struct upstream *upstream_start(const struct upstream_params *p, const struct upstream_ops *ops, void *owner)
@@ -455,8 +470,9 @@ struct upstream *upstream_start(const struct upstream_params *p, const struct up
 	u->reply_timeout_ms = p->reply_timeout_ms;
 	iobuf_init(&u->in);
 	smtp_reply_init(&u->reply);
-	u->live = 1; /* the owner's reference, dropped by upstream_close */
-	resolve_host(u);
+	u->live = 2; /* the owner's reference, dropped by upstream_close, and the kick handle's */
+	uv_idle_init(p->loop, &u->kick);
+	uv_idle_start(&u->kick, on_kick);
 	return u;
 }
 
@@ -518,6 +534,7 @@ void upstream_close(struct upstream *u, bool quit)
 	u->closing = true;
 	if (u->resolving)
 		uv_cancel((uv_req_t *)&u->gai);
+	uv_close((uv_handle_t *)&u->kick, on_kick_closed);
 	if (u->stream) {
 		if (quit && ready)
 			send_line(u, "QUIT");

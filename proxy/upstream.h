@@ -13,7 +13,8 @@
 
 struct upstream;
 
-/* Callbacks to the owner. on_failed is final: the upstream closes itself right after it
+/* Callbacks to the owner, always from a libuv callback, never from inside an upstream_*
+ * call the owner made. on_failed is final: the upstream closes itself right after it
  * (calling upstream_close then is harmless). on_closed comes once the upstream is freed. */
 struct upstream_ops {
 	void (*on_ready)(void *owner);
@@ -33,8 +34,8 @@ struct upstream_params {
 	const char *log_id;                 /* the session's id, for log lines */
 };
 
-/* Starts resolving the region's first host. Failures are reported through ops, possibly
- * before this returns (the owner must be ready for on_failed then). */
+/* Starts resolving the region's first host on the next loop turn; failures are reported
+ * through ops, never before this returns. */
 struct upstream *upstream_start(const struct upstream_params *p, const struct upstream_ops *ops, void *owner);
 bool upstream_is_ready(const struct upstream *u);
 const struct smtp_caps *upstream_caps(const struct upstream *u);

@@ -205,6 +205,21 @@ void conn_reset(struct conn *c)
     c->was_reset = true;
 }
 
+void conn_cut(struct conn *c, bool reset)
+{
+    if (c->was_reset)
+        return;
+    if (reset) {
+        conn_reset(c);
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    close(c->fd);
+    c->fd = -1;
+    c->dead = true;
+    c->was_reset = true; /* nothing more to close */
+}
+
 /* Half-closes and drains briefly, so that replies still in flight are not lost to an RST. */
 void conn_close(struct conn *c)
 {

@@ -36,11 +36,14 @@ static void usage(FILE *out)
     fputs("usage: livery-test-relay --port P [--listen 127.0.0.1] --cert F --key F --record DIR\n"
           "         [--implicit] [--no-starttls] [--reject-auth] [--no-ext KEYWORD]...\n"
           "         [--plaintext-auth] [--user NAME:PASSWORD]... [--reply VERB=CODE TEXT]...\n"
-          "         [--fault NAME]... [--ready-file F]\n"
+          "         [--fault NAME]... [--cut AT[:N][/reset]] [--cut-file F] [--ready-file F]\n"
           "replies: VERB is a command, DOT (end of data), AUTH (final auth reply) or BANNER\n"
           "faults: starttls-inject starttls-error stall-banner stall-data reset-data "
           "reset-banner\n"
           "        stall-tls stall-mail stop-reading-data starttls-inject-partial\n"
+          "cuts: close (or /reset) the connection at accept banner tls ehlo auth mail rcpt data\n"
+          "      content:N (after N octets of message content) reply rset quit; --cut-file F\n"
+          "      holds one such spec, re-read at each accept (missing or empty: no cut)\n"
           "   or: livery-test-relay --sink --port P --cert F --key F [--implicit] [--user N:P]...\n"
           "         a benchmark sink: no recording (--record optional and unused), messages\n"
           "         discarded, AUTH accepted with any credentials unless --user is given, and\n"
@@ -97,7 +100,8 @@ static void add_fault(const char *name)
 static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 256, O_LISTEN, O_CERT, O_KEY, O_RECORD, O_IMPLICIT, O_NO_STARTTLS,
-           O_REJECT_AUTH, O_NO_EXT, O_PLAINTEXT_AUTH, O_USER, O_REPLY, O_FAULT, O_READY, O_SINK, O_HELP };
+           O_REJECT_AUTH, O_NO_EXT, O_PLAINTEXT_AUTH, O_USER, O_REPLY, O_FAULT, O_READY, O_SINK, O_HELP,
+           O_CUT, O_CUT_FILE };
     static const struct option longopts[] = {
         { "port", required_argument, NULL, O_PORT },
         { "listen", required_argument, NULL, O_LISTEN },
@@ -113,6 +117,8 @@ static void parse_args(int argc, char **argv)
         { "reply", required_argument, NULL, O_REPLY },
         { "fault", required_argument, NULL, O_FAULT },
         { "ready-file", required_argument, NULL, O_READY },
+        { "cut", required_argument, NULL, O_CUT },
+        { "cut-file", required_argument, NULL, O_CUT_FILE },
         { "sink", no_argument, NULL, O_SINK },
         { "help", no_argument, NULL, O_HELP },
         { NULL, 0, NULL, 0 },
@@ -138,6 +144,11 @@ static void parse_args(int argc, char **argv)
         case O_REPLY: add_reply(optarg); break;
         case O_FAULT: add_fault(optarg); break;
         case O_READY: opts.ready_file = optarg; break;
+        case O_CUT:
+            if (!cut_parse(optarg, &opts.cut))
+                bad_usage("bad --cut \"%s\"", optarg);
+            break;
+        case O_CUT_FILE: opts.cut_file = optarg; break;
         case O_SINK: opts.sink = true; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
@@ -279,7 +290,10 @@ static void install_signals(void)
 
 static void serve(struct conn *c)
 {
-    if (opts.faults & FAULT_RESET_BANNER)
+    cut_plan(c);
+    if (cut_due(c, CUT_ACCEPT) || (opts.implicit && cut_tls_due(c)))
+        ; /* cut before a word was said */
+    else if (opts.faults & FAULT_RESET_BANNER)
         conn_reset(c);
     else if (opts.faults & FAULT_STALL_BANNER)
         conn_sink(c);

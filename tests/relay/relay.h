@@ -24,6 +24,21 @@ enum fault {
     FAULT_STARTTLS_INJECT_PARTIAL = 1u << 9,
 };
 
+/* Where a planned cut closes (or resets) the connection: before the banner, after it, in
+ * the TLS handshake, after the reply to EHLO (once TLS is up), AUTH, MAIL, RCPT or DATA
+ * (354), after N octets of message content, after the end-of-message reply, or on
+ * receiving RSET or QUIT (unanswered). */
+enum cut_at {
+    CUT_NONE, CUT_ACCEPT, CUT_BANNER, CUT_TLS, CUT_EHLO, CUT_AUTH, CUT_MAIL, CUT_RCPT, CUT_DATA,
+    CUT_CONTENT, CUT_REPLY, CUT_RSET, CUT_QUIT,
+};
+
+struct cut {
+    enum cut_at at;
+    unsigned long long octets; /* CUT_CONTENT */
+    bool reset;                /* RST instead of FIN */
+};
+
 struct user {
     char *name;
     char *pass;
@@ -51,6 +66,8 @@ struct relay_opts {
     struct reply_override *replies;
     size_t nreplies;
     unsigned faults;
+    struct cut cut;       /* --cut: for every connection */
+    const char *cut_file; /* --cut-file: re-read at each accept, overrides --cut */
 };
 
 extern struct relay_opts opts;
@@ -89,6 +106,8 @@ struct conn {
     bool in_bdat;
     struct buf env;     /* "MAIL ..." and "RCPT ..." lines of the transaction */
     struct buf payload; /* message bytes of the transaction */
+    struct cut cut;     /* this connection's planned cut */
+    unsigned long long content; /* message-content octets read so far (DATA and BDAT) */
 };
 
 /* conn.c */
@@ -109,6 +128,19 @@ void conn_sink(struct conn *c);
 void conn_wait_peer_close(struct conn *c);
 void conn_reset(struct conn *c);
 void conn_close(struct conn *c);
+/* Ends the connection at once: a FIN (and an RST for anything unread), or an RST. */
+void conn_cut(struct conn *c, bool reset);
+
+/* cut.c */
+bool cut_parse(const char *spec, struct cut *out);
+void cut_plan(struct conn *c);
+/* Cuts (and returns true) when c's plan is to cut at this step. */
+bool cut_due(struct conn *c, enum cut_at at);
+bool cut_tls_due(struct conn *c);
+/* How many of want content octets may be read before a planned content cut. */
+size_t cut_content_room(const struct conn *c, size_t want);
+/* Counts n content octets read; cuts (and returns true) once the planned count is reached. */
+bool cut_content_taken(struct conn *c, size_t n);
 
 /* record.c */
 bool record_init(const char *dir);

@@ -84,10 +84,12 @@ static void finish_message(struct conn *c, const char *verb)
     if (stall || reply_ok(text))
         record_message(c->user, &c->env, &c->payload);
     reset_txn(c);
-    if (stall)
+    if (stall) {
         conn_sink(c);
-    else
-        send_reply(c, text);
+        return;
+    }
+    send_reply(c, text);
+    cut_due(c, CUT_REPLY);
 }
 
 /* ---- commands ---- */
@@ -139,6 +141,8 @@ static void cmd_ehlo(struct conn *c, const char *arg)
         buf_printf(&b, "250%c%s\r\n", i + 1 == n ? ' ' : '-', ext[i]);
     conn_write(c, b.p, b.len);
     buf_free(&b);
+    if (c->ssl)
+        cut_due(c, CUT_EHLO);
 }
 
 static void cmd_helo(struct conn *c, const char *arg)
@@ -175,6 +179,8 @@ static void cmd_starttls(struct conn *c, const char *arg)
     bool sent = conn_write(c, b.p, b.len);
     buf_free(&b);
     c->off = c->len = 0; /* plaintext sent ahead of the handshake is discarded */
+    if (sent && cut_tls_due(c))
+        return;
     if (sent && (opts.faults & FAULT_STALL_TLS)) {
         conn_wait_peer_close(c); /* the ClientHello stays unread */
         return;
@@ -211,6 +217,7 @@ static void finish_auth(struct conn *c, const char *name, const char *pass)
         record_event("conn %u auth fail", c->n);
     }
     send_reply(c, text);
+    cut_due(c, CUT_AUTH);
 }
 
 /* Gets one base64 SASL response: the initial one if given, else after a 334 prompt.
@@ -315,6 +322,7 @@ static void cmd_mail(struct conn *c, const char *arg)
         buf_printf(&c->env, "MAIL %s\n", arg);
     }
     send_reply(c, text);
+    cut_due(c, CUT_MAIL);
 }
 
 static void cmd_rcpt(struct conn *c, const char *arg)
@@ -333,6 +341,7 @@ static void cmd_rcpt(struct conn *c, const char *arg)
         buf_printf(&c->env, "RCPT %s\n", arg);
     }
     send_reply(c, text);
+    cut_due(c, CUT_RCPT);
 }
 
 /* Whether the transaction may take message data; replies with the error if not. */
@@ -362,6 +371,7 @@ static bool read_data(struct conn *c)
         size_t n = conn_chunk(c, reset ? 100 - c->payload.len : IN_CAP);
         if (n == 0)
             return false;
+        n = cut_content_room(c, n);
         const char *p = c->in + c->off;
         bool line_start = c->payload.len == 0 || buf_ends_crlf(&c->payload);
         if (line_start && n == 3 && memcmp(p, ".\r\n", 3) == 0) {
@@ -372,7 +382,7 @@ static bool read_data(struct conn *c)
         conn_consume(c, n);
         if (opts.sink)
             buf_keep_tail(&c->payload, 2); /* only line-start tracking needs the payload */
-        if (reset_data_due(c))
+        if (reset_data_due(c) || cut_content_taken(c, n))
             return false;
     }
 }
@@ -387,7 +397,7 @@ static void cmd_data(struct conn *c, const char *arg)
         return;
     const char *text = reply_text("DATA", "354 Start mail input; end with <CRLF>.<CRLF>");
     send_reply(c, text);
-    if (reply_code(text) != 354)
+    if (reply_code(text) != 354 || cut_due(c, CUT_DATA))
         return;
     if (opts.faults & FAULT_STOP_READING_DATA) {
         conn_wait_peer_close(c); /* the peer's writes back up */
@@ -404,12 +414,12 @@ static bool read_exact(struct conn *c, uint64_t n, bool keep)
     while (n > 0) {
         if (c->len == 0 && !conn_fill(c))
             return false;
-        size_t take = n < c->len ? (size_t)n : c->len;
+        size_t take = cut_content_room(c, n < c->len ? (size_t)n : c->len);
         if (keep)
             buf_append(&c->payload, c->in + c->off, take);
         conn_consume(c, take);
         n -= take;
-        if (keep && reset_data_due(c))
+        if (keep && (reset_data_due(c) || cut_content_taken(c, take)))
             return false;
     }
     return true;
@@ -459,6 +469,8 @@ static void cmd_bdat(struct conn *c, const char *arg)
 
 static void cmd_rset(struct conn *c, const char *arg)
 {
+    if (cut_due(c, CUT_RSET))
+        return;
     reset_txn(c);
     answer(c, "RSET", "250 2.0.0 Ok");
 }
@@ -470,6 +482,8 @@ static void cmd_noop(struct conn *c, const char *arg)
 
 static void cmd_quit(struct conn *c, const char *arg)
 {
+    if (cut_due(c, CUT_QUIT))
+        return;
     answer(c, "QUIT", "221 2.0.0 " RELAY_HOST " closing connection");
     c->dead = true;
 }
@@ -502,6 +516,7 @@ void smtp_session(struct conn *c)
 {
     char line[IN_CAP];
     answer(c, "BANNER", "220 " RELAY_HOST " ESMTP Mailgun Relay ready");
+    cut_due(c, CUT_BANNER);
     while (!c->dead) {
         enum line_status st = conn_read_line(c, line);
         if (st == LINE_EOF)
