@@ -33,7 +33,8 @@ static const char *const tenant_keys[] = {"name",        "hostnames",         "c
 static const char *const limits_keys[] = {"max_message_size",  "max_connections",  "max_connections_per_ip",
                                           "max_auth_failures", "max_bad_commands", "command_timeout",
                                           "data_timeout",      "relay_timeout",    "relay_data_timeout",
-                                          "tls_timeout",       "shutdown_timeout", NULL};
+                                          "tls_timeout",       "shutdown_timeout", "max_unauthenticated_relay_legs",
+                                          "max_unauthenticated_relay_legs_per_ip", NULL};
 
 /* The file a setting came from. libconfig names an @include'd file as written, relative to
  * the include directory (the main file's), so it is made relative to where we run instead. */
@@ -617,6 +618,8 @@ static bool parse_limits(struct parse *p, const config_t *lc)
 	if (!get_int(p, g, "max_message_size", 52428800, 1024, (long long)1 << 40, &size) ||
 	    !get_count(p, g, "max_connections", 4096, &l->max_connections) ||
 	    !get_count(p, g, "max_connections_per_ip", 64, &l->max_connections_per_ip) ||
+	    !get_count(p, g, "max_unauthenticated_relay_legs", 256, &l->max_unauth_legs) ||
+	    !get_count(p, g, "max_unauthenticated_relay_legs_per_ip", 8, &l->max_unauth_legs_per_ip) ||
 	    !get_count(p, g, "max_auth_failures", 3, &l->max_auth_failures) ||
 	    !get_count(p, g, "max_bad_commands", 20, &l->max_bad_commands) ||
 	    !get_seconds(p, g, "command_timeout", 300, &l->command_timeout_ms) ||

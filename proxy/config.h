@@ -64,6 +64,10 @@ struct limits_cfg {
 	uint64_t max_message_size;
 	unsigned max_connections;
 	unsigned max_connections_per_ip;
+	/* Relay legs open for sessions not yet authenticated: each is a connection at the
+	 * provider that anyone who completes a TLS handshake could otherwise make us hold. */
+	unsigned max_unauth_legs;
+	unsigned max_unauth_legs_per_ip;
 	unsigned max_auth_failures;
 	unsigned max_bad_commands;
 	unsigned command_timeout_ms;

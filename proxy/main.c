@@ -202,6 +202,7 @@ static int worker_init(struct worker *w, struct app *app, int index, const struc
 	                         .worker = index,
 	                         .reuse_port = cfg->workers > 1,
 	                         .per_ip = iptable_new(),
+	                         .unauth_legs_per_ip = iptable_new(),
 	                         .relay_sessions = tls_session_cache_new()};
 	uv_async_init(&w->loop, &w->wake, on_wake);
 	uv_timer_init(&w->loop, &w->drain_timer);
@@ -218,6 +219,7 @@ static void worker_free(struct worker *w)
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&w->loop);
 	iptable_free(w->srv.per_ip);
+	iptable_free(w->srv.unauth_legs_per_ip);
 	tls_session_cache_free(w->srv.relay_sessions);
 }
 

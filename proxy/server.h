@@ -22,6 +22,8 @@ struct server {
 	struct session *sessions; /* doubly linked through session->next/prev */
 	size_t nsessions;
 	struct iptable *per_ip;                   /* live sessions per client address */
+	struct iptable *unauth_legs_per_ip;       /* relay legs of unauthenticated sessions, per address */
+	unsigned unauth_legs;                     /* and in all */
 	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
 	uint64_t next_id;
 	int worker;      /* index of the worker (event loop) this server runs in */

@@ -82,6 +82,44 @@ void session_pump(struct session *s)
 
 /* ---- relay leg events ---- */
 
+/* Before AUTH succeeds, a session's relay leg counts against the unauthenticated bounds:
+ * without them, anyone who completes a TLS handshake could make livery hold connections at
+ * the provider. False (and nothing counted) when a bound is reached. */
+static bool unauth_leg_take(struct session *s)
+{
+	const struct limits_cfg *lim = &s->srv->cfg->limits;
+	unsigned from_peer = iptable_count(s->srv->unauth_legs_per_ip, s->peer);
+
+	if (s->authed)
+		return true;
+	if (s->srv->unauth_legs >= lim->max_unauth_legs || from_peer >= lim->max_unauth_legs_per_ip) {
+		log_warn("%s: relay leg deferred to AUTH: %u unauthenticated relay legs held, %u for %s", s->id,
+		         s->srv->unauth_legs, from_peer, s->peer);
+		return false;
+	}
+	s->srv->unauth_legs++;
+	iptable_inc(s->srv->unauth_legs_per_ip, s->peer);
+	s->unauth_leg = true;
+	return true;
+}
+
+static void unauth_leg_release(struct session *s)
+{
+	if (!s->unauth_leg)
+		return;
+	s->unauth_leg = false;
+	s->srv->unauth_legs--;
+	iptable_dec(s->srv->unauth_legs_per_ip, s->peer);
+}
+
+void session_drop_upstream(struct session *s, bool quit)
+{
+	unauth_leg_release(s);
+	if (s->up)
+		upstream_close(s->up, quit);
+	s->up = NULL;
+}
+
 static void on_relay_reply_verb(struct session *s, unsigned verb, const struct smtp_reply *r)
 {
 	bool ok = r->code / 100 == 2;
@@ -90,6 +128,8 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 		s->sasl_line_due = true;
 	} else if (verb == SMTP_AUTH) {
 		s->authed = ok;
+		if (ok)
+			unauth_leg_release(s);
 		s->auth_failures += !ok;
 		log_info("%s: AUTH %s by the relay (%d)", s->id, ok ? "accepted" : "refused", r->code);
 		session_enter_state(s, SS_COMMAND);
@@ -145,7 +185,7 @@ static void up_on_failed(void *owner, const char *why)
 
 	log_warn("%s: relay leg for tenant '%s' failed: %s", s->id, s->tenant->name, why);
 	s->up_failed = true;
-	s->up = NULL; /* it closes itself */
+	session_drop_upstream(s, false); /* closing already: this only forgets it */
 	if (session_relay_owed(s) || s->state == SS_DATA || s->state == SS_BDAT) {
 		/* Replies are owed for commands the relay will never answer: the client must retry. */
 		session_flush_local(s);
@@ -184,10 +224,12 @@ static const struct upstream_ops upstream_ops = {
         .on_closed = up_on_closed,
 };
 
-void session_start_upstream(struct session *s)
+/* False when no relay leg was opened: the session is closing, or a bound on unauthenticated
+ * legs holds (the leg then waits for AUTH). */
+bool session_start_upstream(struct session *s)
 {
-	if (s->closing)
-		return; /* nobody would close a relay leg opened now */
+	if (s->closing || !unauth_leg_take(s))
+		return false; /* closing: nobody would close a relay leg opened now */
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
 	struct upstream_params p = {
 	        .loop = s->srv->loop,
@@ -202,6 +244,7 @@ void session_start_upstream(struct session *s)
 	s->live++;
 	s->up_failed = false;
 	s->up = upstream_start(&p, &upstream_ops, s); /* reports nothing before it returns */
+	return true;
 }
 
 /* ---- client leg events ---- */
@@ -240,7 +283,8 @@ static void cl_on_tls(void *owner, int status)
 	log_debug("%s: client TLS up: %s %s", s->id, stream_tls_version(s->client),
 	          stream_tls_cipher(s->client));
 	session_enter_state(s, SS_COMMAND);
-	/* The tenant is known now: open the relay leg so it overlaps the client's EHLO and AUTH. */
+	/* The tenant is known now: open the relay leg so it overlaps the client's EHLO and AUTH
+	 * (unless too many unauthenticated sessions hold one: then it waits for AUTH). */
 	session_start_upstream(s);
 	if (s->lcfg->tls == TLS_MODE_IMPLICIT)
 		greet(s);
@@ -319,10 +363,7 @@ void session_close(struct session *s, const char *reason)
 	         reason, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
 	         s->messages == 1 ? "" : "s");
 	stream_close(s->client, true);
-	if (s->up) {
-		upstream_close(s->up, quit);
-		s->up = NULL;
-	}
+	session_drop_upstream(s, quit);
 }
 
 static void session_free(struct session *s)

@@ -104,10 +104,7 @@ static void reset_after_starttls(struct session *s)
 	s->ehlo_done = false;
 	s->authed = false;
 	s->up_failed = false;
-	if (s->up) {
-		upstream_close(s->up, true);
-		s->up = NULL;
-	}
+	session_drop_upstream(s, true);
 }
 
 /* CVE-2011-0411: bytes pipelined after STARTTLS arrived in plaintext and are discarded,

@@ -68,6 +68,7 @@ struct session {
 	unsigned auth_failures;
 	unsigned bad_commands;
 	bool ip_counted; /* peer is counted in srv->per_ip */
+	bool unauth_leg; /* the relay leg counts in srv->unauth_legs until AUTH succeeds */
 	char brand[NAME_MAX_LEN + 1];
 	char id[24];
 	char peer[64];
@@ -112,7 +113,9 @@ bool session_input_bdat(struct session *s);
 /* session.c: states, events and lifetime. */
 void session_pump(struct session *s);
 void session_close(struct session *s, const char *reason);
-void session_start_upstream(struct session *s);
+bool session_start_upstream(struct session *s);
+/* Closes the relay leg (QUIT first with quit) and forgets it. */
+void session_drop_upstream(struct session *s, bool quit);
 void session_enter_state(struct session *s, enum sstate next);
 void session_update_flow(struct session *s);
 

@@ -23,8 +23,7 @@ static void halt_message(struct session *s)
 	         s->filter.long_line ? "line too long"
 	         : s->filter.bare    ? "bare CR or LF"
 	                             : "too big");
-	upstream_close(s->up, false);
-	s->up = NULL;
+	session_drop_upstream(s, false);
 	s->up_failed = true;
 	s->paused_for_up = false;
 }
