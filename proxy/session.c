@@ -22,7 +22,7 @@ static void update_client_timer(struct session *s)
 {
 	unsigned ms = 0;
 
-	if (s->closing)
+	if (session_closing(s))
 		return;
 	if (s->state == SS_HANDSHAKE)
 		ms = s->srv->cfg->limits.tls_timeout_ms;
@@ -30,14 +30,14 @@ static void update_client_timer(struct session *s)
 		ms = 0; /* we stopped reading the client because the relay does not read: its timer runs */
 	else if (s->state == SS_DATA || s->state == SS_BDAT)
 		ms = s->srv->cfg->limits.data_timeout_ms;
-	else if (!session_relay_owed(s) && !s->blocked)
+	else if (s->state != SS_WAIT && s->state != SS_AUTH && !session_relay_owed(s))
 		ms = s->srv->cfg->limits.command_timeout_ms;
 	stream_set_timer(s->client, ms);
 }
 
 void session_update_flow(struct session *s)
 {
-	if (s->closing)
+	if (session_closing(s))
 		return;
 	if (s->paused_for_up || iobuf_avail(&s->in) > INPUT_MAX || stream_write_blocked(s->client))
 		stream_pause(s->client);
@@ -50,26 +50,54 @@ static bool input_none(struct session *s)
 	return false;
 }
 
+static bool wait_over(const struct session *s)
+{
+	switch (s->wait) {
+	case SESSION_WAIT_LEG:
+		return !s->up || upstream_is_ready(s->up);
+	case SESSION_WAIT_REPLIES:
+		return !session_relay_owed(s);
+	}
+	abort(); /* broken invariant: an unknown wait */
+}
+
+/* Resumes once the wait is over: the held command, if any, runs again in SS_COMMAND. */
+static bool input_wait(struct session *s)
+{
+	if (!wait_over(s))
+		return false;
+	session_enter_state(s, SS_COMMAND);
+	return true;
+}
+
 static const struct state_entry states[] = {
         [SS_HANDSHAKE] = {"handshake", input_none}, [SS_COMMAND] = {"command", session_input_command},
-        [SS_AUTH] = {"auth", session_input_auth},   [SS_DATA] = {"data", session_input_data},
+        [SS_WAIT] = {"wait", input_wait},           [SS_AUTH] = {"auth", input_none},
+        [SS_SASL] = {"sasl", session_input_auth},   [SS_DATA] = {"data", session_input_data},
         [SS_BDAT] = {"bdat", session_input_bdat},   [SS_CLOSING] = {"closing", input_none},
 };
 
 void session_enter_state(struct session *s, enum sstate next)
 {
+	if (session_closing(s))
+		return; /* final: nothing that runs after session_close may revive the session */
 	log_debug("%s: %s -> %s", s->id, states[s->state].name, states[next].name);
-	s->blocked = false;
 	s->state = next;
 	if (next == SS_DATA)
 		smtp_data_filter_init(&s->filter, s->srv->cfg->bare_line_endings, false);
 }
 
-/* Input is processed while nothing waits and the client is reading its replies. */
+void session_wait(struct session *s, enum session_wait why)
+{
+	s->wait = why;
+	session_enter_state(s, SS_WAIT);
+}
+
+/* Input is processed while the client reads its replies; each state's input function
+ * decides whether it can go on. */
 static bool can_process(const struct session *s)
 {
-	return !s->closing && !s->blocked && s->wait_verb == SMTP_UNKNOWN && s->npending < PENDING_MAX &&
-	       !stream_write_blocked(s->client);
+	return !session_closing(s) && s->npending < PENDING_MAX && !stream_write_blocked(s->client);
 }
 
 void session_pump(struct session *s)
@@ -125,7 +153,7 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 	bool ok = r->code / 100 == 2;
 
 	if (verb == SMTP_AUTH && r->code == 334) {
-		s->sasl_line_due = true;
+		session_enter_state(s, SS_SASL);
 	} else if (verb == SMTP_AUTH) {
 		s->authed = ok;
 		if (ok)
@@ -165,18 +193,12 @@ static void up_on_reply(void *owner, const struct smtp_reply *r)
 		session_close(s, "too many authentication failures");
 		return;
 	}
-	if (verb == s->wait_verb)
-		s->wait_verb = SMTP_UNKNOWN;
-	s->blocked = false;
 	session_pump(s);
 }
 
 static void up_on_ready(void *owner)
 {
-	struct session *s = owner;
-
-	s->blocked = false;
-	session_pump(s);
+	session_pump(owner); /* a command waiting for the leg resumes */
 }
 
 static void up_on_failed(void *owner, const char *why)
@@ -194,7 +216,6 @@ static void up_on_failed(void *owner, const char *why)
 		session_close(s, "relay leg failed");
 		return;
 	}
-	s->blocked = false;
 	session_pump(s);
 }
 
@@ -228,7 +249,7 @@ static const struct upstream_ops upstream_ops = {
  * legs holds (the leg then waits for AUTH). */
 bool session_start_upstream(struct session *s)
 {
-	if (s->closing || !unauth_leg_take(s))
+	if (session_closing(s) || !unauth_leg_take(s))
 		return false; /* closing: nobody would close a relay leg opened now */
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
 	struct upstream_params p = {
@@ -295,7 +316,7 @@ static void cl_on_data(void *owner, const char *buf, size_t len)
 {
 	struct session *s = owner;
 
-	if (s->closing)
+	if (session_closing(s))
 		return;
 	iobuf_append(&s->in, buf, len);
 	session_pump(s);
@@ -352,13 +373,12 @@ static const struct stream_ops client_ops = {
 
 void session_close(struct session *s, const char *reason)
 {
-	if (s->closing)
+	if (session_closing(s))
 		return;
 	/* Mid-message, a QUIT would become body or chunk bytes: the relay leg is cut instead,
 	 * without the final dot, so nothing partial is delivered. */
 	bool quit = s->authed && !s->quit_sent && s->state != SS_DATA && s->state != SS_BDAT;
-	s->closing = true;
-	s->state = SS_CLOSING;
+	session_enter_state(s, SS_CLOSING);
 	log_info("%s: session from %s ended: %s (tenant %s, %s, %s, %u message%s relayed)", s->id, s->peer,
 	         reason, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
 	         s->messages == 1 ? "" : "s");
@@ -445,7 +465,7 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 
 void session_shutdown(struct session *s)
 {
-	if (s->closing)
+	if (session_closing(s))
 		return;
 	if (s->state != SS_HANDSHAKE) {
 		session_free_pending(s);

@@ -21,6 +21,7 @@ bool session_need_upstream(struct session *s, enum cmd_result *res, bool is_auth
 	if (!s->up && !s->up_failed)
 		session_start_upstream(s);
 	if (s->up && !s->up_failed) {
+		session_wait(s, SESSION_WAIT_LEG);
 		*res = CMD_WAIT;
 		return false;
 	}
@@ -87,8 +88,10 @@ static enum cmd_result cmd_ehlo(struct session *s, const struct smtp_cmd *c)
 		return CMD_DONE;
 	}
 	/* The capabilities depend on the relay once it is being set up. */
-	if (s->up && !s->up_failed && !upstream_is_ready(s->up))
+	if (s->up && !s->up_failed && !upstream_is_ready(s->up)) {
+		session_wait(s, SESSION_WAIT_LEG);
 		return CMD_WAIT;
+	}
 	/* EHLO resets any transaction (RFC 5321 4.1.4); the relay must forget it too. */
 	if (s->up && upstream_is_ready(s->up) && s->authed) {
 		upstream_send(s->up, "RSET\r\n", 6, 1);
@@ -119,8 +122,10 @@ static enum cmd_result cmd_starttls(struct session *s, const struct smtp_cmd *c)
 		session_reply(s, 501, "5.5.4 Syntax: STARTTLS");
 		return CMD_DONE;
 	}
-	if (s->head)
+	if (s->head) { /* the 220 must be the last reply before the handshake */
+		session_wait(s, SESSION_WAIT_REPLIES);
 		return CMD_WAIT;
+	}
 	if (iobuf_avail(&s->in) > 0)
 		log_warn("%s: discarded %zu bytes pipelined after STARTTLS", s->id, iobuf_avail(&s->in));
 	iobuf_clear(&s->in);
@@ -153,7 +158,6 @@ static enum cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 		session_reply(s, 504, "5.5.4 Unrecognized authentication type");
 	else {
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
-		s->wait_verb = SMTP_AUTH;
 		session_enter_state(s, SS_AUTH);
 	}
 	return CMD_DONE;
@@ -207,8 +211,8 @@ static enum cmd_result cmd_data(struct session *s, const struct smtp_cmd *c)
 		return CMD_DONE;
 	}
 	enum cmd_result res = relay_cmd(s, c);
-	if (res == CMD_DONE && !s->closing)
-		s->wait_verb = SMTP_DATA;
+	if (res == CMD_DONE && !session_closing(s))
+		session_wait(s, SESSION_WAIT_REPLIES); /* the 354 moves on to SS_DATA */
 	return res;
 }
 
@@ -226,7 +230,7 @@ static enum cmd_result cmd_quit(struct session *s, const struct smtp_cmd *c)
 	if (s->up && upstream_is_ready(s->up) && s->authed) {
 		enum cmd_result res = relay_cmd(s, c);
 		s->quit_sent = true;
-		s->wait_verb = SMTP_QUIT;
+		session_wait(s, SESSION_WAIT_REPLIES); /* the reply to QUIT closes the session */
 		return res;
 	}
 	session_reply(s, 221, "2.0.0 %s Service closing transmission channel", s->brand);
@@ -307,7 +311,7 @@ static enum cmd_result dispatch(struct session *s, const struct smtp_cmd *c)
 /* Ends the session once it has had more refused commands than allowed; false then. */
 static bool within_bad_command_cap(struct session *s)
 {
-	if (s->closing)
+	if (session_closing(s))
 		return false;
 	if (s->bad_commands <= s->srv->cfg->limits.max_bad_commands)
 		return true;
@@ -332,10 +336,8 @@ bool session_input_command(struct session *s)
 		return within_bad_command_cap(s);
 	}
 	log_debug("%s: client: %s", s->id, smtp_verb_name(c.verb)); /* never the argument: AUTH */
-	if (dispatch(s, &c) == CMD_WAIT) {
-		s->blocked = true;
-		return false;
-	}
+	if (dispatch(s, &c) == CMD_WAIT)
+		return false; /* held in s->line until the wait is over */
 	drop_line(s);
 	return within_bad_command_cap(s);
 }
@@ -345,7 +347,7 @@ bool session_input_command(struct session *s)
  * (RFC 4954 4): the relay's answer to that ends the AUTH, and ours says why. */
 bool session_input_auth(struct session *s)
 {
-	if (!s->sasl_line_due || !take_line(s, SMTP_AUTH_LINE_MAX))
+	if (!take_line(s, SMTP_AUTH_LINE_MAX))
 		return false;
 	bool too_long = s->line_len + 2 > SMTP_AUTH_LINE_MAX;
 	if (too_long || memchr(s->line, '\0', s->line_len) || memchr(s->line, '\r', s->line_len)) {
@@ -356,7 +358,6 @@ bool session_input_auth(struct session *s)
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
 	}
 	drop_line(s);
-	s->sasl_line_due = false;
-	s->wait_verb = SMTP_AUTH;
+	session_enter_state(s, SS_AUTH);
 	return false;
 }

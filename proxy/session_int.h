@@ -19,7 +19,17 @@
  * so a client that pipelines without reading cannot make the queue grow without bound. */
 #define PENDING_MAX 100
 
-enum sstate { SS_HANDSHAKE, SS_COMMAND, SS_AUTH, SS_DATA, SS_BDAT, SS_CLOSING };
+/* SS_WAIT: a command waits (held in s->line) for what session_wait names, or the group a
+ * relayed AUTH, DATA or QUIT ends waits for its reply; it resumes once that condition holds.
+ * SS_AUTH: an AUTH line was relayed and its reply is owed; SS_SASL: the relay sent 334 and
+ * the client's response line is due. */
+enum sstate { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DATA, SS_BDAT, SS_CLOSING };
+
+/* What SS_WAIT waits for. */
+enum session_wait {
+	SESSION_WAIT_LEG,     /* the relay leg set up (or failed): its capabilities decide */
+	SESSION_WAIT_REPLIES, /* every relay reply owed: the reply to the group's last command */
+};
 
 /* The reply after the final dot of DATA, or after BDAT LAST: it ends a message. */
 #define VERB_MESSAGE_END SMTP_VERB_COUNT
@@ -47,15 +57,11 @@ struct session {
 	struct pending *head, *tail;
 	unsigned npending;
 	int live; /* client stream + upstreams not yet closed */
-	bool tls, ehlo_done, authed, up_failed, closing, paused_for_up, quit_sent;
-	/* A handler waits for the relay leg to be set up or for owed replies; re-run on any event. */
-	bool blocked;
-	/* AUTH, DATA and QUIT end a pipelined group: nothing is read until their reply. */
-	unsigned wait_verb;
-	/* The command being handled, kept while its handler waits. */
+	bool tls, ehlo_done, authed, up_failed, paused_for_up, quit_sent;
+	enum session_wait wait; /* in SS_WAIT */
+	/* The command being handled, kept while it waits (SS_WAIT). */
 	char *line;
 	size_t line_len;
-	bool sasl_line_due;             /* the relay sent 334 and waits for the client's response */
 	struct smtp_data_filter filter; /* the message being relayed, DATA or BDAT */
 	struct iobuf fwd;               /* filtered content on its way to the relay */
 	uint64_t bdat_left;
@@ -74,6 +80,8 @@ struct session {
 	char peer[64];
 };
 
+/* CMD_WAIT: the handler called session_wait and runs again, from the start, once the wait
+ * is over (its checks are cheap and their outcome may have changed). */
 enum cmd_result { CMD_DONE, CMD_WAIT };
 
 struct cmd_entry {
@@ -117,6 +125,12 @@ bool session_start_upstream(struct session *s);
 /* Closes the relay leg (QUIT first with quit) and forgets it. */
 void session_drop_upstream(struct session *s, bool quit);
 void session_enter_state(struct session *s, enum sstate next);
+/* Enters SS_WAIT until why holds; the held command (if any) then runs again. */
+void session_wait(struct session *s, enum session_wait why);
+static inline bool session_closing(const struct session *s)
+{
+	return s->state == SS_CLOSING;
+}
 void session_update_flow(struct session *s);
 
 #endif
