@@ -84,7 +84,7 @@ void session_enter_state(struct session *s, enum sstate next)
 	log_debug("%s: %s -> %s", s->id, states[s->state].name, states[next].name);
 	s->state = next;
 	if (next == SS_DATA)
-		smtp_data_filter_init(&s->filter, s->srv->cfg->bare_line_endings, false);
+		smtp_data_filter_init(&s->tx.filter, s->srv->cfg->bare_line_endings, false);
 }
 
 void session_wait(struct session *s, enum session_wait why)

@@ -98,6 +98,7 @@ static enum cmd_result cmd_ehlo(struct session *s, const struct smtp_cmd *c)
 		session_expect_relay(s, SMTP_RSET, P_SILENT);
 	}
 	s->ehlo_done = true;
+	session_tx_reset(s);
 	reply_ehlo(s, c);
 	return CMD_DONE;
 }
@@ -192,7 +193,7 @@ static enum cmd_result cmd_mail(struct session *s, const struct smtp_cmd *c)
 		session_reply(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
 		return CMD_DONE;
 	}
-	s->bdat_active = false;
+	session_tx_reset(s);
 	return relay_cmd(s, c);
 }
 
@@ -219,6 +220,8 @@ static enum cmd_result cmd_data(struct session *s, const struct smtp_cmd *c)
 /* Before the relay leg exists there is nothing to reset or ask: answer locally. */
 static enum cmd_result cmd_rset_noop(struct session *s, const struct smtp_cmd *c)
 {
+	if (c->verb == SMTP_RSET)
+		session_tx_reset(s);
 	if (s->up && !s->up_failed && s->authed)
 		return relay_cmd(s, c);
 	session_reply(s, 250, "2.0.0 Ok");

@@ -45,6 +45,18 @@ struct pending {
 	char *text;    /* P_LOCAL: the whole reply, CRLF included */
 };
 
+/* The mail transaction under way, from MAIL to the end of its message; reset at MAIL, RSET,
+ * EHLO/HELO and the end of each message (session_tx_reset). */
+struct session_tx {
+	struct smtp_data_filter filter; /* the message content, DATA or BDAT */
+	bool bdat;                      /* a BDAT message is under way (filter set up for it) */
+	uint64_t bdat_left;             /* octets of the current chunk still to come */
+	bool bdat_last;                 /* the current chunk is the last */
+	bool bdat_local;                /* the current chunk is swallowed and answered locally */
+	int bdat_code;                  /* that local answer */
+	const char *bdat_text;
+};
+
 struct session {
 	struct server *srv;
 	const struct listener_cfg *lcfg;
@@ -62,14 +74,8 @@ struct session {
 	/* The command being handled, kept while it waits (SS_WAIT). */
 	char *line;
 	size_t line_len;
-	struct smtp_data_filter filter; /* the message being relayed, DATA or BDAT */
-	struct iobuf fwd;               /* filtered content on its way to the relay */
-	uint64_t bdat_left;
-	bool bdat_last;
-	bool bdat_active; /* a BDAT message is under way (filter set up for it) */
-	bool bdat_local;  /* this chunk is swallowed and answered locally */
-	int bdat_code;    /* that local answer */
-	const char *bdat_text;
+	struct session_tx tx;
+	struct iobuf fwd; /* filtered content on its way to the relay */
 	unsigned messages;
 	unsigned auth_failures;
 	unsigned bad_commands;
@@ -114,6 +120,7 @@ bool session_input_auth(struct session *s);
 bool session_need_upstream(struct session *s, enum cmd_result *res, bool is_auth);
 
 /* session_msg.c: message content. */
+void session_tx_reset(struct session *s);
 enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c);
 bool session_input_data(struct session *s);
 bool session_input_bdat(struct session *s);

@@ -20,20 +20,25 @@ static void halt_message(struct session *s)
 	if (!s->up)
 		return;
 	log_warn("%s: message halted (%s); relay leg closed without completing it", s->id,
-	         s->filter.long_line ? "line too long"
-	         : s->filter.bare    ? "bare CR or LF"
+	         s->tx.filter.long_line ? "line too long"
+	         : s->tx.filter.bare    ? "bare CR or LF"
 	                             : "too big");
 	session_drop_upstream(s, false);
 	s->up_failed = true;
 	s->paused_for_up = false;
 }
 
+void session_tx_reset(struct session *s)
+{
+	s->tx = (struct session_tx){0};
+}
+
 /* Sends what the filter let through, or stops the message once it halted. */
 static void forward_content(struct session *s, unsigned nreplies)
 {
-	if (s->filter.bytes > s->srv->cfg->limits.max_message_size)
-		s->filter.halted = true;
-	if (s->filter.halted)
+	if (s->tx.filter.bytes > s->srv->cfg->limits.max_message_size)
+		s->tx.filter.halted = true;
+	if (s->tx.filter.halted)
 		halt_message(s);
 	else
 		session_relay_body(s, iobuf_peek(&s->fwd), iobuf_avail(&s->fwd), nreplies);
@@ -44,18 +49,18 @@ static void forward_content(struct session *s, unsigned nreplies)
  * stream; its answer comes once its bytes are consumed. */
 static void bdat_refuse(struct session *s, int code, const char *text)
 {
-	s->bdat_local = true;
-	s->bdat_code = code;
-	s->bdat_text = text;
+	s->tx.bdat_local = true;
+	s->tx.bdat_code = code;
+	s->tx.bdat_text = text;
 }
 
 static void reject_reason(const struct session *s, int *code, const char **text)
 {
 	*code = 552;
 	*text = "5.3.4 Message size exceeds fixed maximum message size";
-	if (s->filter.long_line) {
+	if (s->tx.filter.long_line) {
 		*text = "5.6.0 Message rejected: a line is longer than 998 octets";
-	} else if (s->filter.bare) {
+	} else if (s->tx.filter.bare) {
 		*code = 554;
 		*text = "5.6.0 Message rejected: bare CR or LF in message content";
 	}
@@ -73,20 +78,20 @@ enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c)
 		session_close(s, "malformed BDAT");
 		return CMD_DONE;
 	}
-	s->bdat_local = false;
-	if (!s->bdat_active) {
-		smtp_data_filter_init(&s->filter, SMTP_BARE_REJECT, true);
-		s->bdat_active = true;
+	s->tx.bdat_local = false;
+	if (!s->tx.bdat) {
+		smtp_data_filter_init(&s->tx.filter, SMTP_BARE_REJECT, true);
+		s->tx.bdat = true;
 	}
 	/* The previous chunk ended in a CR (already sent): with no LF to come it is bare, and
 	 * the relay must not complete the message. */
-	if (s->authed && last && size == 0 && !s->filter.halted && smtp_data_filter_cr_pending(&s->filter)) {
-		s->filter.bare = s->filter.halted = true;
+	if (s->authed && last && size == 0 && !s->tx.filter.halted && smtp_data_filter_cr_pending(&s->tx.filter)) {
+		s->tx.filter.bare = s->tx.filter.halted = true;
 		halt_message(s);
 	}
 	if (!s->authed) {
 		bdat_refuse(s, 530, "5.7.0 Authentication required");
-	} else if (s->filter.halted) {
+	} else if (s->tx.filter.halted) {
 		int code;
 		const char *text;
 		reject_reason(s, &code, &text);
@@ -95,16 +100,16 @@ enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c)
 		return res;
 	} else if (!upstream_caps(s->up)->chunking || s->srv->cfg->bare_line_endings != SMTP_BARE_REJECT) {
 		bdat_refuse(s, 502, "5.5.1 CHUNKING not available");
-	} else if (s->filter.bytes + size > s->srv->cfg->limits.max_message_size) {
-		s->filter.halted = true;
+	} else if (s->tx.filter.bytes + size > s->srv->cfg->limits.max_message_size) {
+		s->tx.filter.halted = true;
 		halt_message(s);
 		bdat_refuse(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
 	} else {
 		/* The chunk's reply is owed once its bytes are sent (input_bdat). */
 		session_send_line(s, s->line, s->line_len, 0);
 	}
-	s->bdat_left = size;
-	s->bdat_last = last;
+	s->tx.bdat_left = size;
+	s->tx.bdat_last = last;
 	session_enter_state(s, SS_BDAT);
 	return CMD_DONE;
 }
@@ -115,7 +120,7 @@ static void end_message(struct session *s)
 	int code;
 	const char *text;
 
-	if (s->filter.halted) {
+	if (s->tx.filter.halted) {
 		reject_reason(s, &code, &text);
 		log_info("%s: message rejected: %d %s", s->id, code, text);
 		session_reply(s, code, "%s", text);
@@ -123,7 +128,7 @@ static void end_message(struct session *s)
 		session_expect_relay(s, VERB_MESSAGE_END, P_RELAY);
 		upstream_set_reply_timeout(s->up, s->srv->cfg->limits.relay_data_timeout_ms);
 	}
-	s->bdat_active = false;
+	session_tx_reset(s);
 }
 
 /* The body goes to the relay as it arrives, filtered, up to and including the final dot. */
@@ -134,7 +139,7 @@ bool session_input_data(struct session *s)
 
 	if (avail == 0)
 		return false;
-	size_t n = smtp_data_filter(&s->filter, iobuf_peek(&s->in), avail, &s->fwd, &done);
+	size_t n = smtp_data_filter(&s->tx.filter, iobuf_peek(&s->in), avail, &s->fwd, &done);
 	iobuf_consume(&s->in, n);
 	forward_content(s, done ? 1 : 0);
 	if (done) {
@@ -150,27 +155,28 @@ bool session_input_bdat(struct session *s)
 {
 	bool done;
 	size_t avail = iobuf_avail(&s->in);
-	size_t n = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
-	bool final_cr = s->bdat_last && n == s->bdat_left && n > 0 && iobuf_peek(&s->in)[n - 1] == '\r';
+	size_t n = avail < s->tx.bdat_left ? avail : (size_t)s->tx.bdat_left;
+	bool final_cr = s->tx.bdat_last && n == s->tx.bdat_left && n > 0 && iobuf_peek(&s->in)[n - 1] == '\r';
 
-	if (n > 0 && !s->bdat_local) {
-		smtp_data_filter(&s->filter, iobuf_peek(&s->in), final_cr ? n - 1 : n, &s->fwd, &done);
+	if (n > 0 && !s->tx.bdat_local) {
+		smtp_data_filter(&s->tx.filter, iobuf_peek(&s->in), final_cr ? n - 1 : n, &s->fwd, &done);
 		if (final_cr)
-			s->filter.bare = s->filter.halted = true;
+			s->tx.filter.bare = s->tx.filter.halted = true;
 		forward_content(s, 0);
 	}
 	iobuf_consume(&s->in, n);
-	s->bdat_left -= n;
-	if (s->bdat_left > 0)
+	s->tx.bdat_left -= n;
+	if (s->tx.bdat_left > 0)
 		return false;
-	if (s->bdat_local) {
-		session_reply(s, s->bdat_code, "%s", s->bdat_text);
-		s->bdat_active = !s->bdat_last;
-	} else if (s->bdat_last) {
-		if (!s->filter.halted)
+	if (s->tx.bdat_local) {
+		session_reply(s, s->tx.bdat_code, "%s", s->tx.bdat_text);
+		if (s->tx.bdat_last)
+			session_tx_reset(s);
+	} else if (s->tx.bdat_last) {
+		if (!s->tx.filter.halted)
 			upstream_send(s->up, "", 0, 1); /* no bytes: the last chunk is now owed a verdict */
 		end_message(s);
-	} else if (s->filter.halted) {
+	} else if (s->tx.filter.halted) {
 		int code;
 		const char *text;
 		reject_reason(s, &code, &text);
