@@ -26,7 +26,7 @@ static void update_client_timer(struct session *s)
 		return;
 	if (s->state == SS_HANDSHAKE)
 		ms = s->srv->cfg->limits.tls_timeout_ms;
-	else if (s->paused_for_up)
+	else if (session_has(s, SF_PAUSED_FOR_LEG))
 		ms = 0; /* we stopped reading the client because the relay does not read: its timer runs */
 	else if (s->state == SS_DATA || s->state == SS_BDAT)
 		ms = s->srv->cfg->limits.data_timeout_ms;
@@ -39,7 +39,8 @@ void session_update_flow(struct session *s)
 {
 	if (session_closing(s))
 		return;
-	if (s->paused_for_up || iobuf_avail(&s->in) > INPUT_MAX || stream_write_blocked(s->client))
+	if (session_has(s, SF_PAUSED_FOR_LEG) || iobuf_avail(&s->in) > INPUT_MAX ||
+	    stream_write_blocked(s->client))
 		stream_pause(s->client);
 	else
 		stream_resume(s->client);
@@ -118,24 +119,24 @@ static bool unauth_leg_take(struct session *s)
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
 	unsigned from_peer = iptable_count(s->srv->unauth_legs_per_ip, s->peer);
 
-	if (s->authed)
+	if (session_has(s, SF_AUTHED))
 		return true;
 	if (s->srv->unauth_legs >= lim->max_unauth_legs || from_peer >= lim->max_unauth_legs_per_ip) {
-		log_warn("%s: relay leg deferred to AUTH: %u unauthenticated relay legs held, %u for %s", s->id,
-		         s->srv->unauth_legs, from_peer, s->peer);
+		log_warn("%s: relay leg deferred to AUTH: %u unauthenticated relay legs held, %u for %s",
+		         s->id, s->srv->unauth_legs, from_peer, s->peer);
 		return false;
 	}
 	s->srv->unauth_legs++;
 	iptable_inc(s->srv->unauth_legs_per_ip, s->peer);
-	s->unauth_leg = true;
+	session_set(s, SF_UNAUTH_LEG, true);
 	return true;
 }
 
 static void unauth_leg_release(struct session *s)
 {
-	if (!s->unauth_leg)
+	if (!session_has(s, SF_UNAUTH_LEG))
 		return;
-	s->unauth_leg = false;
+	session_set(s, SF_UNAUTH_LEG, false);
 	s->srv->unauth_legs--;
 	iptable_dec(s->srv->unauth_legs_per_ip, s->peer);
 }
@@ -155,7 +156,7 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 	if (verb == SMTP_AUTH && r->code == 334) {
 		session_enter_state(s, SS_SASL);
 	} else if (verb == SMTP_AUTH) {
-		s->authed = ok;
+		session_set(s, SF_AUTHED, ok);
 		if (ok)
 			unauth_leg_release(s);
 		s->auth_failures += !ok;
@@ -206,7 +207,7 @@ static void up_on_failed(void *owner, const char *why)
 	struct session *s = owner;
 
 	log_warn("%s: relay leg for tenant '%s' failed: %s", s->id, s->tenant->name, why);
-	s->up_failed = true;
+	session_set(s, SF_LEG_FAILED, true);
 	session_drop_upstream(s, false); /* closing already: this only forgets it */
 	if (session_relay_owed(s) || s->state == SS_DATA || s->state == SS_BDAT) {
 		/* Replies are owed for commands the relay will never answer: the client must retry. */
@@ -223,7 +224,7 @@ static void up_on_drain(void *owner)
 {
 	struct session *s = owner;
 
-	s->paused_for_up = false;
+	session_set(s, SF_PAUSED_FOR_LEG, false);
 	session_pump(s);
 }
 
@@ -263,7 +264,7 @@ bool session_start_upstream(struct session *s)
 	};
 
 	s->live++;
-	s->up_failed = false;
+	session_set(s, SF_LEG_FAILED, false);
 	s->up = upstream_start(&p, &upstream_ops, s); /* reports nothing before it returns */
 	return true;
 }
@@ -300,7 +301,7 @@ static void cl_on_tls(void *owner, int status)
 		session_close(s, "client TLS handshake failed");
 		return;
 	}
-	s->tls = true;
+	session_set(s, SF_TLS, true);
 	log_debug("%s: client TLS up: %s %s", s->id, stream_tls_version(s->client),
 	          stream_tls_cipher(s->client));
 	session_enter_state(s, SS_COMMAND);
@@ -377,7 +378,8 @@ void session_close(struct session *s, const char *reason)
 		return;
 	/* Mid-message, a QUIT would become body or chunk bytes: the relay leg is cut instead,
 	 * without the final dot, so nothing partial is delivered. */
-	bool quit = s->authed && !s->quit_sent && s->state != SS_DATA && s->state != SS_BDAT;
+	bool quit = session_has(s, SF_AUTHED) && !session_has(s, SF_QUIT_SENT) && s->state != SS_DATA &&
+	            s->state != SS_BDAT;
 	session_enter_state(s, SS_CLOSING);
 	log_info("%s: session from %s ended: %s (tenant %s, %s, %s, %u message%s relayed)", s->id, s->peer,
 	         reason, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
@@ -397,7 +399,7 @@ static void session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
-	if (s->ip_counted)
+	if (session_has(s, SF_IP_COUNTED))
 		iptable_dec(srv->per_ip, s->peer);
 	session_free_pending(s);
 	iobuf_free(&s->in);
@@ -415,7 +417,7 @@ static bool over_limits(struct session *s)
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
 	unsigned per_ip = iptable_inc(s->srv->per_ip, s->peer);
 
-	s->ip_counted = true;
+	session_set(s, SF_IP_COUNTED, true);
 	if (s->srv->nsessions <= lim->max_connections && per_ip <= lim->max_connections_per_ip)
 		return false;
 	log_warn("%s: refusing %s: %s", s->id, s->peer,

@@ -18,9 +18,9 @@ bool session_need_upstream(struct session *s, enum cmd_result *res, bool is_auth
 	*res = CMD_DONE;
 	if (s->up && upstream_is_ready(s->up))
 		return true;
-	if (!s->up && !s->up_failed)
+	if (!s->up && !session_has(s, SF_LEG_FAILED))
 		session_start_upstream(s);
-	if (s->up && !s->up_failed) {
+	if (s->up && !session_has(s, SF_LEG_FAILED)) {
 		session_wait(s, SESSION_WAIT_LEG);
 		*res = CMD_WAIT;
 		return false;
@@ -40,7 +40,8 @@ static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
 {
 	const struct smtp_caps *uc = s->up && upstream_is_ready(s->up) ? upstream_caps(s->up) : NULL;
 	uint64_t size = s->srv->cfg->limits.max_message_size;
-	bool auth_ok = (s->tls || s->lcfg->allow_plaintext_auth) && !s->authed;
+	bool auth_ok =
+	        (session_has(s, SF_TLS) || s->lcfg->allow_plaintext_auth) && !session_has(s, SF_AUTHED);
 	/* The greeting line and at most nine keywords. */
 	char l[10][NAME_MAX_LEN + 8];
 	const char *lines[10];
@@ -67,7 +68,7 @@ static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
 	if (auth_ok)
 		snprintf(l[n++], sizeof(l[0]), "AUTH%s%s", !uc || uc->auth_plain ? " PLAIN" : "",
 		         !uc || uc->auth_login ? " LOGIN" : "");
-	if (s->lcfg->tls == TLS_MODE_STARTTLS && !s->tls)
+	if (s->lcfg->tls == TLS_MODE_STARTTLS && !session_has(s, SF_TLS))
 		snprintf(l[n++], sizeof(l[0]), "STARTTLS");
 	if (c->verb == SMTP_HELO)
 		n = 1;
@@ -88,16 +89,16 @@ static enum cmd_result cmd_ehlo(struct session *s, const struct smtp_cmd *c)
 		return CMD_DONE;
 	}
 	/* The capabilities depend on the relay once it is being set up. */
-	if (s->up && !s->up_failed && !upstream_is_ready(s->up)) {
+	if (s->up && !session_has(s, SF_LEG_FAILED) && !upstream_is_ready(s->up)) {
 		session_wait(s, SESSION_WAIT_LEG);
 		return CMD_WAIT;
 	}
 	/* EHLO resets any transaction (RFC 5321 4.1.4); the relay must forget it too. */
-	if (s->up && upstream_is_ready(s->up) && s->authed) {
+	if (s->up && upstream_is_ready(s->up) && session_has(s, SF_AUTHED)) {
 		upstream_send(s->up, "RSET\r\n", 6, 1);
 		session_expect_relay(s, SMTP_RSET, P_SILENT);
 	}
-	s->ehlo_done = true;
+	session_set(s, SF_EHLO, true);
 	session_tx_reset(s);
 	reply_ehlo(s, c);
 	return CMD_DONE;
@@ -105,9 +106,9 @@ static enum cmd_result cmd_ehlo(struct session *s, const struct smtp_cmd *c)
 
 static void reset_after_starttls(struct session *s)
 {
-	s->ehlo_done = false;
-	s->authed = false;
-	s->up_failed = false;
+	session_set(s, SF_EHLO, false);
+	session_set(s, SF_AUTHED, false);
+	session_set(s, SF_LEG_FAILED, false);
 	session_drop_upstream(s, true);
 }
 
@@ -115,7 +116,7 @@ static void reset_after_starttls(struct session *s)
  * never executed inside the TLS session. */
 static enum cmd_result cmd_starttls(struct session *s, const struct smtp_cmd *c)
 {
-	if (s->lcfg->tls != TLS_MODE_STARTTLS || s->tls) {
+	if (s->lcfg->tls != TLS_MODE_STARTTLS || session_has(s, SF_TLS)) {
 		session_reply(s, 503, "5.5.1 TLS already active");
 		return CMD_DONE;
 	}
@@ -142,11 +143,11 @@ static enum cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 	struct smtp_auth_arg a;
 	enum cmd_result res;
 
-	if (!s->tls && !s->lcfg->allow_plaintext_auth)
+	if (!session_has(s, SF_TLS) && !s->lcfg->allow_plaintext_auth)
 		session_reply(s, 530, "5.7.0 Must issue a STARTTLS command first");
-	else if (s->authed)
+	else if (session_has(s, SF_AUTHED))
 		session_reply(s, 503, "5.5.1 Already authenticated");
-	else if (!s->ehlo_done)
+	else if (!session_has(s, SF_EHLO))
 		session_reply(s, 503, "5.5.1 Send EHLO first");
 	else if (!smtp_auth_parse(c->arg, c->arg_len, &a))
 		session_reply(s, 501, "5.5.4 Syntax: AUTH mechanism [initial-response]");
@@ -167,7 +168,7 @@ static enum cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 /* MAIL, RCPT, DATA and BDAT need an authenticated session; the relay judges the rest. */
 static bool need_auth(struct session *s)
 {
-	if (s->authed)
+	if (session_has(s, SF_AUTHED))
 		return true;
 	session_reply(s, 530, "5.7.0 Authentication required");
 	return false;
@@ -222,7 +223,7 @@ static enum cmd_result cmd_rset_noop(struct session *s, const struct smtp_cmd *c
 {
 	if (c->verb == SMTP_RSET)
 		session_tx_reset(s);
-	if (s->up && !s->up_failed && s->authed)
+	if (s->up && !session_has(s, SF_LEG_FAILED) && session_has(s, SF_AUTHED))
 		return relay_cmd(s, c);
 	session_reply(s, 250, "2.0.0 Ok");
 	return CMD_DONE;
@@ -230,9 +231,9 @@ static enum cmd_result cmd_rset_noop(struct session *s, const struct smtp_cmd *c
 
 static enum cmd_result cmd_quit(struct session *s, const struct smtp_cmd *c)
 {
-	if (s->up && upstream_is_ready(s->up) && s->authed) {
+	if (s->up && upstream_is_ready(s->up) && session_has(s, SF_AUTHED)) {
 		enum cmd_result res = relay_cmd(s, c);
-		s->quit_sent = true;
+		session_set(s, SF_QUIT_SENT, true);
 		session_wait(s, SESSION_WAIT_REPLIES); /* the reply to QUIT closes the session */
 		return res;
 	}

@@ -45,6 +45,18 @@ struct pending {
 	char *text;    /* P_LOCAL: the whole reply, CRLF included */
 };
 
+/* Facts about a session that are independent of its state (session_has, session_set). */
+enum session_flag {
+	SF_TLS = 1u << 0,            /* the client leg is TLS */
+	SF_EHLO = 1u << 1,           /* EHLO/HELO done since the start or STARTTLS */
+	SF_AUTHED = 1u << 2,         /* the relay accepted the client's AUTH */
+	SF_LEG_FAILED = 1u << 3,     /* the relay leg failed or was cut: none until STARTTLS */
+	SF_PAUSED_FOR_LEG = 1u << 4, /* client reads stopped because the relay stopped reading */
+	SF_QUIT_SENT = 1u << 5,      /* the client's QUIT went to the relay */
+	SF_IP_COUNTED = 1u << 6,     /* the peer is counted in srv->per_ip */
+	SF_UNAUTH_LEG = 1u << 7,     /* the relay leg counts in srv->unauth_legs until AUTH succeeds */
+};
+
 /* The mail transaction under way, from MAIL to the end of its message; reset at MAIL, RSET,
  * EHLO/HELO and the end of each message (session_tx_reset). */
 struct session_tx {
@@ -68,8 +80,8 @@ struct session {
 	struct iobuf in;
 	struct pending *head, *tail;
 	unsigned npending;
-	int live; /* client stream + upstreams not yet closed */
-	bool tls, ehlo_done, authed, up_failed, paused_for_up, quit_sent;
+	int live;               /* client stream + upstreams not yet closed */
+	unsigned flags;         /* enum session_flag */
 	enum session_wait wait; /* in SS_WAIT */
 	/* The command being handled, kept while it waits (SS_WAIT). */
 	char *line;
@@ -79,8 +91,6 @@ struct session {
 	unsigned messages;
 	unsigned auth_failures;
 	unsigned bad_commands;
-	bool ip_counted; /* peer is counted in srv->per_ip */
-	bool unauth_leg; /* the relay leg counts in srv->unauth_legs until AUTH succeeds */
 	char brand[NAME_MAX_LEN + 1];
 	char id[24];
 	char peer[64];
@@ -137,6 +147,16 @@ void session_wait(struct session *s, enum session_wait why);
 static inline bool session_closing(const struct session *s)
 {
 	return s->state == SS_CLOSING;
+}
+
+static inline bool session_has(const struct session *s, enum session_flag f)
+{
+	return (s->flags & f) != 0;
+}
+
+static inline void session_set(struct session *s, enum session_flag f, bool on)
+{
+	s->flags = on ? s->flags | f : s->flags & ~(unsigned)f;
 }
 void session_update_flow(struct session *s);
 

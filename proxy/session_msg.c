@@ -22,10 +22,10 @@ static void halt_message(struct session *s)
 	log_warn("%s: message halted (%s); relay leg closed without completing it", s->id,
 	         s->tx.filter.long_line ? "line too long"
 	         : s->tx.filter.bare    ? "bare CR or LF"
-	                             : "too big");
+	                                : "too big");
 	session_drop_upstream(s, false);
-	s->up_failed = true;
-	s->paused_for_up = false;
+	session_set(s, SF_LEG_FAILED, true);
+	session_set(s, SF_PAUSED_FOR_LEG, false);
 }
 
 void session_tx_reset(struct session *s)
@@ -85,11 +85,12 @@ enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c)
 	}
 	/* The previous chunk ended in a CR (already sent): with no LF to come it is bare, and
 	 * the relay must not complete the message. */
-	if (s->authed && last && size == 0 && !s->tx.filter.halted && smtp_data_filter_cr_pending(&s->tx.filter)) {
+	if (session_has(s, SF_AUTHED) && last && size == 0 && !s->tx.filter.halted &&
+	    smtp_data_filter_cr_pending(&s->tx.filter)) {
 		s->tx.filter.bare = s->tx.filter.halted = true;
 		halt_message(s);
 	}
-	if (!s->authed) {
+	if (!session_has(s, SF_AUTHED)) {
 		bdat_refuse(s, 530, "5.7.0 Authentication required");
 	} else if (s->tx.filter.halted) {
 		int code;

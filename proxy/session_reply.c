@@ -131,8 +131,8 @@ void session_relay_line(struct session *s, const char *line, size_t len, unsigne
 void session_relay_body(struct session *s, const char *buf, size_t len, unsigned nreplies)
 {
 	upstream_send(s->up, buf, len, nreplies);
-	if (upstream_write_blocked(s->up) && !s->paused_for_up) {
-		s->paused_for_up = true;
+	if (upstream_write_blocked(s->up) && !session_has(s, SF_PAUSED_FOR_LEG)) {
+		session_set(s, SF_PAUSED_FOR_LEG, true);
 		session_update_flow(s);
 	}
 }
