@@ -39,7 +39,7 @@ void session_update_flow(struct session *s)
 {
 	if (session_closing(s))
 		return;
-	if (session_has(s, SF_PAUSED_FOR_LEG) || iobuf_avail(&s->in) > INPUT_MAX ||
+	if (session_has(s, SF_PAUSED_FOR_LEG) || iobuf_avail(&s->in) > SESSION_INPUT_MAX ||
 	    stream_write_blocked(s->client))
 		stream_pause(s->client);
 	else
@@ -71,14 +71,14 @@ static bool input_wait(struct session *s)
 	return true;
 }
 
-static const struct state_entry states[] = {
+static const struct session_state_entry states[] = {
         [SS_HANDSHAKE] = {"handshake", input_none}, [SS_COMMAND] = {"command", session_input_command},
         [SS_WAIT] = {"wait", input_wait},           [SS_AUTH] = {"auth", input_none},
         [SS_SASL] = {"sasl", session_input_auth},   [SS_DATA] = {"data", session_input_data},
         [SS_BDAT] = {"bdat", session_input_bdat},   [SS_CLOSING] = {"closing", input_none},
 };
 
-void session_enter_state(struct session *s, enum sstate next)
+void session_enter_state(struct session *s, enum session_state next)
 {
 	if (session_closing(s))
 		return; /* final: nothing that runs after session_close may revive the session */
@@ -98,7 +98,7 @@ void session_wait(struct session *s, enum session_wait why)
  * decides whether it can go on. */
 static bool can_process(const struct session *s)
 {
-	return !session_closing(s) && s->npending < PENDING_MAX && !stream_write_blocked(s->client);
+	return !session_closing(s) && s->npending < SESSION_PENDING_MAX && !stream_write_blocked(s->client);
 }
 
 void session_pump(struct session *s)
@@ -164,7 +164,7 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 		session_enter_state(s, SS_COMMAND);
 	} else if (verb == SMTP_DATA && r->code == 354) {
 		session_enter_state(s, SS_DATA);
-	} else if (verb == VERB_MESSAGE_END) {
+	} else if (verb == SESSION_VERB_MESSAGE_END) {
 		upstream_set_reply_timeout(s->up, s->srv->cfg->limits.relay_timeout_ms);
 		s->messages += ok;
 		log_info("%s: message %s by the relay (%d)", s->id, ok ? "accepted" : "refused", r->code);
@@ -174,12 +174,12 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 static void up_on_reply(void *owner, const struct smtp_reply *r)
 {
 	struct session *s = owner;
-	struct pending *p = session_pop_pending(s);
+	struct session_pending *p = session_pop_pending(s);
 
-	if (!p || p->kind == P_LOCAL)
+	if (!p || p->kind == SP_LOCAL)
 		abort(); /* broken invariant: local replies never wait at the head */
 	unsigned verb = p->verb;
-	bool silent = p->kind == P_SILENT;
+	bool silent = p->kind == SP_SILENT;
 	free(p);
 	on_relay_reply_verb(s, verb, r);
 	if (!silent) /* SASL challenges are base64 and pass unchanged */

@@ -13,16 +13,16 @@
 
 /* Enforces "needs the relay": WAIT while it is being set up, false (after replying and maybe
  * closing) when it failed. */
-bool session_need_upstream(struct session *s, enum cmd_result *res, bool is_auth)
+bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool is_auth)
 {
-	*res = CMD_DONE;
+	*res = SC_DONE;
 	if (s->up && upstream_is_ready(s->up))
 		return true;
 	if (!s->up && !session_has(s, SF_LEG_FAILED))
 		session_start_upstream(s);
 	if (s->up && !session_has(s, SF_LEG_FAILED)) {
 		session_wait(s, SESSION_WAIT_LEG);
-		*res = CMD_WAIT;
+		*res = SC_WAIT;
 		return false;
 	}
 	if (is_auth) {
@@ -82,26 +82,26 @@ static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
 	iobuf_free(&b);
 }
 
-static enum cmd_result cmd_ehlo(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_ehlo(struct session *s, const struct smtp_cmd *c)
 {
 	if (c->arg_len == 0) {
 		session_reply(s, 501, "5.5.4 Syntax: %s hostname", smtp_verb_name(c->verb));
-		return CMD_DONE;
+		return SC_DONE;
 	}
 	/* The capabilities depend on the relay once it is being set up. */
 	if (s->up && !session_has(s, SF_LEG_FAILED) && !upstream_is_ready(s->up)) {
 		session_wait(s, SESSION_WAIT_LEG);
-		return CMD_WAIT;
+		return SC_WAIT;
 	}
 	/* EHLO resets any transaction (RFC 5321 4.1.4); the relay must forget it too. */
 	if (s->up && upstream_is_ready(s->up) && session_has(s, SF_AUTHED)) {
 		upstream_send(s->up, "RSET\r\n", 6, 1);
-		session_expect_relay(s, SMTP_RSET, P_SILENT);
+		session_expect_relay(s, SMTP_RSET, SP_SILENT);
 	}
 	session_set(s, SF_EHLO, true);
 	session_tx_reset(s);
 	reply_ehlo(s, c);
-	return CMD_DONE;
+	return SC_DONE;
 }
 
 static void reset_after_starttls(struct session *s)
@@ -114,19 +114,19 @@ static void reset_after_starttls(struct session *s)
 
 /* CVE-2011-0411: bytes pipelined after STARTTLS arrived in plaintext and are discarded,
  * never executed inside the TLS session. */
-static enum cmd_result cmd_starttls(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_starttls(struct session *s, const struct smtp_cmd *c)
 {
 	if (s->lcfg->tls != TLS_MODE_STARTTLS || session_has(s, SF_TLS)) {
 		session_reply(s, 503, "5.5.1 TLS already active");
-		return CMD_DONE;
+		return SC_DONE;
 	}
 	if (c->arg_len > 0) {
 		session_reply(s, 501, "5.5.4 Syntax: STARTTLS");
-		return CMD_DONE;
+		return SC_DONE;
 	}
 	if (s->head) { /* the 220 must be the last reply before the handshake */
 		session_wait(s, SESSION_WAIT_REPLIES);
-		return CMD_WAIT;
+		return SC_WAIT;
 	}
 	if (iobuf_avail(&s->in) > 0)
 		log_warn("%s: discarded %zu bytes pipelined after STARTTLS", s->id, iobuf_avail(&s->in));
@@ -135,13 +135,13 @@ static enum cmd_result cmd_starttls(struct session *s, const struct smtp_cmd *c)
 	reset_after_starttls(s);
 	session_enter_state(s, SS_HANDSHAKE);
 	stream_start_tls_server(s->client);
-	return CMD_DONE;
+	return SC_DONE;
 }
 
-static enum cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 {
 	struct smtp_auth_arg a;
-	enum cmd_result res;
+	enum session_cmd_result res;
 
 	if (!session_has(s, SF_TLS) && !s->lcfg->allow_plaintext_auth)
 		session_reply(s, 530, "5.7.0 Must issue a STARTTLS command first");
@@ -162,7 +162,7 @@ static enum cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
 		session_enter_state(s, SS_AUTH);
 	}
-	return CMD_DONE;
+	return SC_DONE;
 }
 
 /* MAIL, RCPT, DATA and BDAT need an authenticated session; the relay judges the rest. */
@@ -174,65 +174,65 @@ static bool need_auth(struct session *s)
 	return false;
 }
 
-static enum cmd_result relay_cmd(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result relay_cmd(struct session *s, const struct smtp_cmd *c)
 {
-	enum cmd_result res;
+	enum session_cmd_result res;
 
 	if (!session_need_upstream(s, &res, false))
 		return res;
 	session_relay_line(s, s->line, s->line_len, c->verb);
-	return CMD_DONE;
+	return SC_DONE;
 }
 
-static enum cmd_result cmd_mail(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_mail(struct session *s, const struct smtp_cmd *c)
 {
 	uint64_t size;
 
 	if (!need_auth(s))
-		return CMD_DONE;
+		return SC_DONE;
 	if (smtp_mail_size_param(c->arg, c->arg_len, &size) && size > s->srv->cfg->limits.max_message_size) {
 		session_reply(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
-		return CMD_DONE;
+		return SC_DONE;
 	}
 	session_tx_reset(s);
 	return relay_cmd(s, c);
 }
 
-static enum cmd_result cmd_rcpt(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 {
-	return need_auth(s) ? relay_cmd(s, c) : CMD_DONE;
+	return need_auth(s) ? relay_cmd(s, c) : SC_DONE;
 }
 
 /* DATA is the last command of a pipelined group: nothing more is read until its reply. */
-static enum cmd_result cmd_data(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_data(struct session *s, const struct smtp_cmd *c)
 {
 	if (!need_auth(s))
-		return CMD_DONE;
+		return SC_DONE;
 	if (c->arg_len > 0) {
 		session_reply(s, 501, "5.5.4 Syntax: DATA");
-		return CMD_DONE;
+		return SC_DONE;
 	}
-	enum cmd_result res = relay_cmd(s, c);
-	if (res == CMD_DONE && !session_closing(s))
+	enum session_cmd_result res = relay_cmd(s, c);
+	if (res == SC_DONE && !session_closing(s))
 		session_wait(s, SESSION_WAIT_REPLIES); /* the 354 moves on to SS_DATA */
 	return res;
 }
 
 /* Before the relay leg exists there is nothing to reset or ask: answer locally. */
-static enum cmd_result cmd_rset_noop(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_rset_noop(struct session *s, const struct smtp_cmd *c)
 {
 	if (c->verb == SMTP_RSET)
 		session_tx_reset(s);
 	if (s->up && !session_has(s, SF_LEG_FAILED) && session_has(s, SF_AUTHED))
 		return relay_cmd(s, c);
 	session_reply(s, 250, "2.0.0 Ok");
-	return CMD_DONE;
+	return SC_DONE;
 }
 
-static enum cmd_result cmd_quit(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_quit(struct session *s, const struct smtp_cmd *c)
 {
 	if (s->up && upstream_is_ready(s->up) && session_has(s, SF_AUTHED)) {
-		enum cmd_result res = relay_cmd(s, c);
+		enum session_cmd_result res = relay_cmd(s, c);
 		session_set(s, SF_QUIT_SENT, true);
 		session_wait(s, SESSION_WAIT_REPLIES); /* the reply to QUIT closes the session */
 		return res;
@@ -240,28 +240,28 @@ static enum cmd_result cmd_quit(struct session *s, const struct smtp_cmd *c)
 	session_reply(s, 221, "2.0.0 %s Service closing transmission channel", s->brand);
 	session_flush_local(s);
 	session_close(s, "client quit");
-	return CMD_DONE;
+	return SC_DONE;
 }
 
-static enum cmd_result cmd_vrfy(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_vrfy(struct session *s, const struct smtp_cmd *c)
 {
 	session_reply(s, 252, "2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
-	return CMD_DONE;
+	return SC_DONE;
 }
 
-static enum cmd_result cmd_expn(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_expn(struct session *s, const struct smtp_cmd *c)
 {
 	session_reply(s, 502, "5.5.1 EXPN not available");
-	return CMD_DONE;
+	return SC_DONE;
 }
 
-static enum cmd_result cmd_help(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result cmd_help(struct session *s, const struct smtp_cmd *c)
 {
 	session_reply(s, 214, "2.0.0 %s: see RFC 5321 (https://www.rfc-editor.org/rfc/rfc5321)", s->brand);
-	return CMD_DONE;
+	return SC_DONE;
 }
 
-static const struct cmd_entry commands[] = {
+static const struct session_cmd_entry commands[] = {
         {SMTP_HELO, cmd_ehlo},      {SMTP_EHLO, cmd_ehlo},         {SMTP_STARTTLS, cmd_starttls},
         {SMTP_AUTH, cmd_auth},      {SMTP_MAIL, cmd_mail},         {SMTP_RCPT, cmd_rcpt},
         {SMTP_DATA, cmd_data},      {SMTP_BDAT, session_cmd_bdat}, {SMTP_RSET, cmd_rset_noop},
@@ -302,14 +302,14 @@ static void drop_line(struct session *s)
 	s->line = NULL;
 }
 
-static enum cmd_result dispatch(struct session *s, const struct smtp_cmd *c)
+static enum session_cmd_result dispatch(struct session *s, const struct smtp_cmd *c)
 {
 	for (size_t i = 0; i < ARRAY_LEN(commands); i++) {
 		if (commands[i].verb == c->verb)
 			return commands[i].handler(s, c);
 	}
 	session_reply(s, 500, "5.5.1 Command unrecognized");
-	return CMD_DONE;
+	return SC_DONE;
 }
 
 /* Ends the session once it has had more refused commands than allowed; false then. */
@@ -340,7 +340,7 @@ bool session_input_command(struct session *s)
 		return within_bad_command_cap(s);
 	}
 	log_debug("%s: client: %s", s->id, smtp_verb_name(c.verb)); /* never the argument: AUTH */
-	if (dispatch(s, &c) == CMD_WAIT)
+	if (dispatch(s, &c) == SC_WAIT)
 		return false; /* held in s->line until the wait is over */
 	drop_line(s);
 	return within_bad_command_cap(s);
@@ -356,7 +356,7 @@ bool session_input_auth(struct session *s)
 	bool too_long = s->line_len + 2 > SMTP_AUTH_LINE_MAX;
 	if (too_long || memchr(s->line, '\0', s->line_len) || memchr(s->line, '\r', s->line_len)) {
 		session_send_line(s, "*", 1, 1);
-		session_expect_relay(s, SMTP_AUTH, P_SILENT);
+		session_expect_relay(s, SMTP_AUTH, SP_SILENT);
 		session_reply(s, 500, too_long ? "5.5.6 Line too long" : "5.5.2 Syntax error");
 	} else {
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);

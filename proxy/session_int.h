@@ -14,16 +14,16 @@
 #include "smtp_proto.h"
 
 /* Unprocessed client input above this pauses reading from the client. */
-#define INPUT_MAX (128 * 1024)
+#define SESSION_INPUT_MAX (128 * 1024)
 /* Replies queued for the client above this stop command processing until some are sent,
  * so a client that pipelines without reading cannot make the queue grow without bound. */
-#define PENDING_MAX 100
+#define SESSION_PENDING_MAX 100
 
 /* SS_WAIT: a command waits (held in s->line) for what session_wait names, or the group a
  * relayed AUTH, DATA or QUIT ends waits for its reply; it resumes once that condition holds.
  * SS_AUTH: an AUTH line was relayed and its reply is owed; SS_SASL: the relay sent 334 and
  * the client's response line is due. */
-enum sstate { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DATA, SS_BDAT, SS_CLOSING };
+enum session_state { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DATA, SS_BDAT, SS_CLOSING };
 
 /* What SS_WAIT waits for. */
 enum session_wait {
@@ -32,17 +32,17 @@ enum session_wait {
 };
 
 /* The reply after the final dot of DATA, or after BDAT LAST: it ends a message. */
-#define VERB_MESSAGE_END SMTP_VERB_COUNT
+#define SESSION_VERB_MESSAGE_END SMTP_VERB_COUNT
 
 /* What a queued entry stands for: a reply owed by the relay (forwarded or swallowed), or
  * a local reply that must wait for the relay replies queued before it. */
-enum pending_kind { P_RELAY, P_SILENT, P_LOCAL };
+enum session_pending_kind { SP_RELAY, SP_SILENT, SP_LOCAL };
 
-struct pending {
-	struct pending *next;
-	enum pending_kind kind;
-	unsigned verb; /* enum smtp_verb or VERB_MESSAGE_END */
-	char *text;    /* P_LOCAL: the whole reply, CRLF included */
+struct session_pending {
+	struct session_pending *next;
+	enum session_pending_kind kind;
+	unsigned verb; /* enum smtp_verb or SESSION_VERB_MESSAGE_END */
+	char *text;    /* SP_LOCAL: the whole reply, CRLF included */
 };
 
 /* Facts about a session that are independent of its state (session_has, session_set). */
@@ -76,9 +76,9 @@ struct session {
 	struct stream *client;
 	struct upstream *up;
 	struct session *next, *prev;
-	enum sstate state;
+	enum session_state state;
 	struct iobuf in;
-	struct pending *head, *tail;
+	struct session_pending *head, *tail;
 	unsigned npending;
 	int live;               /* client stream + upstreams not yet closed */
 	unsigned flags;         /* enum session_flag */
@@ -96,16 +96,16 @@ struct session {
 	char peer[64];
 };
 
-/* CMD_WAIT: the handler called session_wait and runs again, from the start, once the wait
+/* SC_WAIT: the handler called session_wait and runs again, from the start, once the wait
  * is over (its checks are cheap and their outcome may have changed). */
-enum cmd_result { CMD_DONE, CMD_WAIT };
+enum session_cmd_result { SC_DONE, SC_WAIT };
 
-struct cmd_entry {
+struct session_cmd_entry {
 	enum smtp_verb verb;
-	enum cmd_result (*handler)(struct session *s, const struct smtp_cmd *c);
+	enum session_cmd_result (*handler)(struct session *s, const struct smtp_cmd *c);
 };
 
-struct state_entry {
+struct session_state_entry {
 	const char *name;
 	bool (*input)(struct session *s); /* consumes input; false when it cannot go on */
 };
@@ -113,8 +113,8 @@ struct state_entry {
 /* session_reply.c: the reply queue (replies keep the order of commands) and relaying. */
 void session_reply_text(struct session *s, const struct iobuf *text);
 void session_reply(struct session *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void session_expect_relay(struct session *s, unsigned verb, enum pending_kind kind);
-struct pending *session_pop_pending(struct session *s);
+void session_expect_relay(struct session *s, unsigned verb, enum session_pending_kind kind);
+struct session_pending *session_pop_pending(struct session *s);
 void session_flush_local(struct session *s);
 void session_free_pending(struct session *s);
 bool session_relay_owed(const struct session *s);
@@ -127,11 +127,11 @@ void session_forward_reply(struct session *s, const struct smtp_reply *r, bool s
 /* session_cmd.c: commands. */
 bool session_input_command(struct session *s);
 bool session_input_auth(struct session *s);
-bool session_need_upstream(struct session *s, enum cmd_result *res, bool is_auth);
+bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool is_auth);
 
 /* session_msg.c: message content. */
 void session_tx_reset(struct session *s);
-enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c);
+enum session_cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c);
 bool session_input_data(struct session *s);
 bool session_input_bdat(struct session *s);
 
@@ -141,7 +141,7 @@ void session_close(struct session *s, const char *reason);
 bool session_start_upstream(struct session *s);
 /* Closes the relay leg (QUIT first with quit) and forgets it. */
 void session_drop_upstream(struct session *s, bool quit);
-void session_enter_state(struct session *s, enum sstate next);
+void session_enter_state(struct session *s, enum session_state next);
 /* Enters SS_WAIT until why holds; the held command (if any) then runs again. */
 void session_wait(struct session *s, enum session_wait why);
 static inline bool session_closing(const struct session *s)

@@ -66,17 +66,17 @@ static void reject_reason(const struct session *s, int *code, const char **text)
 	}
 }
 
-enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c)
+enum session_cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c)
 {
 	uint64_t size;
 	bool last;
-	enum cmd_result res = CMD_DONE;
+	enum session_cmd_result res = SC_DONE;
 
 	if (!smtp_bdat_parse(c->arg, c->arg_len, &size, &last)) {
 		/* The chunk's length is unknown, so its bytes cannot be told from commands. */
 		session_reply(s, 501, "5.5.4 Syntax: BDAT size [LAST]");
 		session_close(s, "malformed BDAT");
-		return CMD_DONE;
+		return SC_DONE;
 	}
 	s->tx.bdat_local = false;
 	if (!s->tx.bdat) {
@@ -112,7 +112,7 @@ enum cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c)
 	s->tx.bdat_left = size;
 	s->tx.bdat_last = last;
 	session_enter_state(s, SS_BDAT);
-	return CMD_DONE;
+	return SC_DONE;
 }
 
 /* After the end of data, either the relay's verdict is owed, or ours if the message halted. */
@@ -126,7 +126,7 @@ static void end_message(struct session *s)
 		log_info("%s: message rejected: %d %s", s->id, code, text);
 		session_reply(s, code, "%s", text);
 	} else {
-		session_expect_relay(s, VERB_MESSAGE_END, P_RELAY);
+		session_expect_relay(s, SESSION_VERB_MESSAGE_END, SP_RELAY);
 		upstream_set_reply_timeout(s->up, s->srv->cfg->limits.relay_data_timeout_ms);
 	}
 	session_tx_reset(s);
@@ -184,7 +184,7 @@ bool session_input_bdat(struct session *s)
 		session_reply(s, code, "%s", text); /* later chunks of this message get the same answer */
 	} else {
 		upstream_send(s->up, "", 0, 1); /* no bytes: the chunk (maybe empty) is now owed a reply */
-		session_expect_relay(s, SMTP_BDAT, P_RELAY);
+		session_expect_relay(s, SMTP_BDAT, SP_RELAY);
 	}
 	session_enter_state(s, SS_COMMAND);
 	return true;

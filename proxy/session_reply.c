@@ -26,8 +26,8 @@ void session_reply_text(struct session *s, const struct iobuf *text)
 		client_write(s, text);
 		return;
 	}
-	struct pending *p = xcalloc(1, sizeof(*p));
-	p->kind = P_LOCAL;
+	struct session_pending *p = xcalloc(1, sizeof(*p));
+	p->kind = SP_LOCAL;
 	p->text = xstrndup(iobuf_peek(text), iobuf_avail(text));
 	s->tail->next = p;
 	s->tail = p;
@@ -51,9 +51,9 @@ void session_reply(struct session *s, int code, const char *fmt, ...)
 	iobuf_free(&b);
 }
 
-void session_expect_relay(struct session *s, unsigned verb, enum pending_kind kind)
+void session_expect_relay(struct session *s, unsigned verb, enum session_pending_kind kind)
 {
-	struct pending *p = xcalloc(1, sizeof(*p));
+	struct session_pending *p = xcalloc(1, sizeof(*p));
 
 	p->kind = kind;
 	p->verb = verb;
@@ -65,9 +65,9 @@ void session_expect_relay(struct session *s, unsigned verb, enum pending_kind ki
 	s->npending++;
 }
 
-struct pending *session_pop_pending(struct session *s)
+struct session_pending *session_pop_pending(struct session *s)
 {
-	struct pending *p = s->head;
+	struct session_pending *p = s->head;
 
 	if (p) {
 		s->head = p->next;
@@ -81,8 +81,8 @@ struct pending *session_pop_pending(struct session *s)
 /* Writes the local replies that no longer wait behind a relay reply. */
 void session_flush_local(struct session *s)
 {
-	while (s->head && s->head->kind == P_LOCAL) {
-		struct pending *p = session_pop_pending(s);
+	while (s->head && s->head->kind == SP_LOCAL) {
+		struct session_pending *p = session_pop_pending(s);
 		stream_write(s->client, p->text, strlen(p->text));
 		free(p->text);
 		free(p);
@@ -91,7 +91,7 @@ void session_flush_local(struct session *s)
 
 void session_free_pending(struct session *s)
 {
-	struct pending *p;
+	struct session_pending *p;
 
 	while ((p = session_pop_pending(s))) {
 		free(p->text);
@@ -101,8 +101,8 @@ void session_free_pending(struct session *s)
 
 bool session_relay_owed(const struct session *s)
 {
-	for (const struct pending *p = s->head; p; p = p->next) {
-		if (p->kind != P_LOCAL)
+	for (const struct session_pending *p = s->head; p; p = p->next) {
+		if (p->kind != SP_LOCAL)
 			return true;
 	}
 	return false;
@@ -125,7 +125,7 @@ void session_send_line(struct session *s, const char *line, size_t len, unsigned
 void session_relay_line(struct session *s, const char *line, size_t len, unsigned verb)
 {
 	session_send_line(s, line, len, 1);
-	session_expect_relay(s, verb, P_RELAY);
+	session_expect_relay(s, verb, SP_RELAY);
 }
 
 void session_relay_body(struct session *s, const char *buf, size_t len, unsigned nreplies)

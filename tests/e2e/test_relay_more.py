@@ -300,7 +300,7 @@ class StallMailTest(RelayLegCase):
 
 class QueueBehindStalledMailTest(RelayLegCase):
     """Commands pipelined behind a MAIL the relay never answers are answered locally (VRFY)
-    but must wait behind the owed reply: livery queues only so many of them (PENDING_MAX),
+    but must wait behind the owed reply: livery queues only so many of them (SESSION_PENDING_MAX),
     then stops reading, instead of buffering a flood without bound."""
     relay_options = ("--fault", "stall-mail")
     livery_config = {"top_extra": limits(relay_timeout=8, command_timeout=60)}
