@@ -22,7 +22,8 @@ struct parse {
 };
 
 static const char *const top_keys[] = {
-        "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits", NULL};
+        "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits",
+        "log_format", "log_file", NULL};
 static const char *const listener_keys[] = {
         "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth", NULL};
 static const char *const region_keys[] = {
@@ -633,6 +634,23 @@ static bool parse_limits(struct parse *p, const config_t *lc)
 	return true;
 }
 
+/* Where the session and message records go, and in which form. */
+static bool parse_records(struct parse *p, const config_setting_t *root)
+{
+	char *format = NULL;
+
+	if (!get_string(p, root, "log_format", "json", &format) ||
+	    (config_setting_get_member(root, "log_file") && !get_path(p, root, "log_file", NULL, &p->cfg->log_file)))
+		return false;
+	bool text = strcmp(format, "text") == 0, ok = text || strcmp(format, "json") == 0;
+	free(format);
+	p->cfg->log_format = text ? CONFIG_LOG_TEXT : CONFIG_LOG_JSON;
+	if (!ok)
+		return fail(p, config_setting_get_member(root, "log_format"),
+		            "'log_format' must be \"json\" or \"text\"");
+	return true;
+}
+
 static bool parse_top(struct parse *p, const config_t *lc)
 {
 	const config_setting_t *root = config_root_setting(lc);
@@ -657,7 +675,8 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "bare_line_endings"),
 		            "'bare_line_endings' must be \"reject\" or \"normalize\"");
-	return parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) && parse_listeners(p, lc);
+	return parse_records(p, root) && parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) &&
+	       parse_listeners(p, lc);
 }
 
 static char *dir_of(const char *path)
@@ -720,6 +739,7 @@ void config_free(struct config *cfg)
 	free(cfg->listeners);
 	free(cfg->tenants);
 	free(cfg->regions);
+	free(cfg->log_file);
 	free(cfg->path);
 	free(cfg);
 }

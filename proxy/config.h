@@ -78,9 +78,13 @@ struct limits_cfg {
 	unsigned shutdown_timeout_ms;
 };
 
+enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT };
+
 struct config {
 	char *path;
 	enum log_level log_level;
+	enum config_log_format log_format; /* of the session and message records */
+	char *log_file;                    /* where they go; NULL: stdout */
 	enum smtp_bare_policy bare_line_endings;
 	unsigned workers;
 	struct listener_cfg *listeners;

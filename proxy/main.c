@@ -12,6 +12,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "records.h"
 #include "server.h"
 #include "session.h"
 #include "tls.h"
@@ -64,7 +65,7 @@ struct worker {
 
 struct app {
 	uv_loop_t loop;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sigusr1;
 	uv_async_t worker_done;
 	atomic_int workers_running;
 	bool signalled;
@@ -250,6 +251,12 @@ static void on_signal(uv_signal_t *sig, int signum)
 	tell_workers(app, CMD_DRAIN);
 }
 
+/* logrotate moved log_file away: the records go on in a new file under its name. */
+static void on_sigusr1(uv_signal_t *sig, int signum)
+{
+	records_reopen();
+}
+
 static void on_worker_done(uv_async_t *a)
 {
 	struct app *app = container_of(a, struct app, worker_done);
@@ -281,6 +288,8 @@ static int run(struct app *app, const struct config *cfg, const struct certstore
 		app->sigterm.data = app->sigint.data = app;
 		uv_signal_start(&app->sigterm, on_signal, SIGTERM);
 		uv_signal_start(&app->sigint, on_signal, SIGINT);
+		uv_signal_init(&app->loop, &app->sigusr1);
+		uv_signal_start(&app->sigusr1, on_sigusr1, SIGUSR1);
 		atomic_store(&app->workers_running, (int)n);
 		for (unsigned i = 0; i < n; i++)
 			uv_thread_create(&app->workers[i].thread, worker_run, &app->workers[i]);
@@ -325,11 +334,16 @@ int main(int argc, char **argv)
 		rc = 2;
 	} else if (o.check) {
 		printf("%s: OK\n", o.config);
+	} else if (!records_open(cfg->log_file, cfg->log_format == CONFIG_LOG_TEXT ? RECORDS_TEXT : RECORDS_JSON,
+	                         err, sizeof(err))) {
+		fprintf(stderr, "livery: log_file %s\n", err);
+		rc = 1;
 	} else {
 		/* libuv does not ignore SIGPIPE, and a peer closing mid-write must not kill us. */
 		signal(SIGPIPE, SIG_IGN);
 		static struct app app;
 		rc = run(&app, cfg, certs);
+		records_close();
 	}
 	certstore_free(certs);
 	config_free(cfg);

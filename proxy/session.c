@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "records.h"
 #include "session_int.h"
 #include "stream.h"
 #include "upstream.h"
@@ -111,25 +112,24 @@ void session_pump(struct session *s)
 
 /* ---- relay leg events ---- */
 
-/* Before AUTH succeeds, a session's relay leg counts against the unauthenticated bounds:
- * without them, anyone who completes a TLS handshake could make livery hold connections at
- * the provider. False (and nothing counted) when a bound is reached. */
-static bool unauth_leg_take(struct session *s)
+/* Relay legs of sessions not yet authenticated are bounded: otherwise anyone who completes
+ * a TLS handshake could make livery hold connections at the provider. */
+static bool unauth_legs_over(const struct session *s)
 {
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
-	unsigned from_peer = iptable_count(s->srv->unauth_legs_per_ip, s->peer);
 
-	if (session_has(s, SF_AUTHED))
-		return true;
-	if (s->srv->unauth_legs >= lim->max_unauth_legs || from_peer >= lim->max_unauth_legs_per_ip) {
-		log_warn("%s: relay leg deferred to AUTH: %u unauthenticated relay legs held, %u for %s",
-		         s->id, s->srv->unauth_legs, from_peer, s->peer);
-		return false;
-	}
+	return s->srv->unauth_legs >= lim->max_unauth_legs ||
+	       iptable_count(s->srv->unauth_legs_per_ip, s->peer) >= lim->max_unauth_legs_per_ip;
+}
+
+/* Counts the leg being opened until its session authenticates. */
+static void unauth_leg_take(struct session *s)
+{
+	if (session_has(s, SF_AUTHED) || session_has(s, SF_UNAUTH_LEG))
+		return;
 	s->srv->unauth_legs++;
 	iptable_inc(s->srv->unauth_legs_per_ip, s->peer);
 	session_set(s, SF_UNAUTH_LEG, true);
-	return true;
 }
 
 static void unauth_leg_release(struct session *s)
@@ -144,8 +144,10 @@ static void unauth_leg_release(struct session *s)
 void session_drop_upstream(struct session *s, bool quit)
 {
 	unauth_leg_release(s);
-	if (s->up)
+	if (s->up) {
+		s->relay = *upstream_info(s->up); /* for the records, after the leg is gone */
 		upstream_close(s->up, quit);
+	}
 	s->up = NULL;
 }
 
@@ -157,8 +159,14 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 		session_enter_state(s, SS_SASL);
 	} else if (verb == SMTP_AUTH) {
 		session_set(s, SF_AUTHED, ok);
-		if (ok)
+		if (ok) {
 			unauth_leg_release(s);
+			snprintf(s->user, sizeof(s->user), "%s", s->auth_user);
+		} else if (unauth_legs_over(s)) {
+			/* Not held idle past a failed AUTH while the bounds are full: the next
+			 * AUTH opens a new one. AUTH ends its group, so nothing else is owed. */
+			session_drop_upstream(s, true);
+		}
 		s->auth_failures += !ok;
 		log_info("%s: AUTH %s by the relay (%d)", s->id, ok ? "accepted" : "refused", r->code);
 		session_enter_state(s, SS_COMMAND);
@@ -171,6 +179,28 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 	}
 }
 
+/* What a reply tells the record of its message. */
+static void on_relay_reply_rec(struct session *s, unsigned verb, struct session_msgrec *rec,
+                               const struct smtp_reply *r)
+{
+	if (!rec)
+		return;
+	if (verb == SMTP_RCPT && r->code / 100 == 2)
+		rec->rcpts++;
+	if (verb != SESSION_VERB_MESSAGE_END)
+		return;
+	struct iobuf text;
+	iobuf_init(&text);
+	for (size_t i = 0; i < r->nlines; i++) {
+		if (i > 0)
+			iobuf_append(&text, " ", 1);
+		iobuf_append(&text, r->lines[i], strlen(r->lines[i]));
+	}
+	iobuf_append(&text, "", 1);
+	session_msgrec_write(s, rec, r->code, iobuf_peek(&text), "relay");
+	iobuf_free(&text);
+}
+
 static void up_on_reply(void *owner, const struct smtp_reply *r)
 {
 	struct session *s = owner;
@@ -180,18 +210,19 @@ static void up_on_reply(void *owner, const struct smtp_reply *r)
 		abort(); /* broken invariant: local replies never wait at the head */
 	unsigned verb = p->verb;
 	bool silent = p->kind == SP_SILENT;
-	free(p);
+	on_relay_reply_rec(s, verb, p->rec, r);
+	session_pending_free(s, p);
 	on_relay_reply_verb(s, verb, r);
 	if (!silent) /* SASL challenges are base64 and pass unchanged */
 		session_forward_reply(s, r, !(verb == SMTP_AUTH && r->code == 334));
 	session_flush_local(s);
 	if (verb == SMTP_QUIT) {
-		session_close(s, "client quit");
+		session_close(s, SE_QUIT, "client quit");
 		return;
 	}
 	if (s->auth_failures >= s->srv->cfg->limits.max_auth_failures) {
 		session_reply(s, 421, "4.7.0 %s Too many authentication failures", s->brand);
-		session_close(s, "too many authentication failures");
+		session_close(s, SE_AUTH_FAILED, "too many authentication failures");
 		return;
 	}
 	session_pump(s);
@@ -214,7 +245,7 @@ static void up_on_failed(void *owner, const char *why)
 		session_flush_local(s);
 		session_free_pending(s);
 		session_reply(s, 421, "4.4.2 %s Connection to the relay lost, try again later", s->brand);
-		session_close(s, "relay leg failed");
+		session_close(s, SE_RELAY, why);
 		return;
 	}
 	session_pump(s);
@@ -246,12 +277,19 @@ static const struct upstream_ops upstream_ops = {
         .on_closed = up_on_closed,
 };
 
-/* False when no relay leg was opened: the session is closing, or a bound on unauthenticated
- * legs holds (the leg then waits for AUTH). */
-bool session_start_upstream(struct session *s)
+/* Opens the relay leg: ahead of need (right after the client's TLS handshake) only while the
+ * bounds on unauthenticated legs allow, on demand (a command needs it) always. False when
+ * none was opened. */
+bool session_start_upstream(struct session *s, bool on_demand)
 {
-	if (session_closing(s) || !unauth_leg_take(s))
-		return false; /* closing: nobody would close a relay leg opened now */
+	if (session_closing(s))
+		return false; /* nobody would close a relay leg opened now */
+	if (!on_demand && !session_has(s, SF_AUTHED) && unauth_legs_over(s)) {
+		log_info("%s: relay leg deferred to AUTH: %u unauthenticated relay legs held (limits)", s->id,
+		         s->srv->unauth_legs);
+		return false;
+	}
+	unauth_leg_take(s);
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
 	struct upstream_params p = {
 	        .loop = s->srv->loop,
@@ -298,7 +336,7 @@ static void cl_on_tls(void *owner, int status)
 
 	if (status < 0) {
 		log_info("%s: TLS handshake with client failed: %s", s->id, stream_tls_error(s->client));
-		session_close(s, "client TLS handshake failed");
+		session_close(s, SE_CLIENT_TLS, stream_tls_error(s->client));
 		return;
 	}
 	session_set(s, SF_TLS, true);
@@ -307,7 +345,7 @@ static void cl_on_tls(void *owner, int status)
 	session_enter_state(s, SS_COMMAND);
 	/* The tenant is known now: open the relay leg so it overlaps the client's EHLO and AUTH
 	 * (unless too many unauthenticated sessions hold one: then it waits for AUTH). */
-	session_start_upstream(s);
+	session_start_upstream(s, false);
 	if (s->lcfg->tls == TLS_MODE_IMPLICIT)
 		greet(s);
 	session_pump(s);
@@ -327,7 +365,7 @@ static void cl_on_error(void *owner, int status)
 {
 	struct session *s = owner;
 
-	session_close(s, status == UV_EOF ? "client closed the connection" : uv_strerror(status));
+	session_close(s, SE_CLIENT_RESET, status == UV_EOF ? "client closed the connection" : uv_strerror(status));
 }
 
 static void cl_on_timeout(void *owner)
@@ -339,7 +377,7 @@ static void cl_on_timeout(void *owner)
 		session_free_pending(s);
 		session_reply(s, 421, "4.4.2 %s Error: timeout exceeded", s->brand);
 	}
-	session_close(s, "client timed out");
+	session_close(s, SE_CLIENT_TIMEOUT, "client timed out");
 }
 
 static void cl_on_drain(void *owner)
@@ -372,7 +410,52 @@ static const struct stream_ops client_ops = {
 
 /* ---- lifetime ---- */
 
-void session_close(struct session *s, const char *reason)
+static const char *end_name(const struct session *s, enum session_end end)
+{
+	static const char *const names[] = {
+	        [SE_QUIT] = "quit",           [SE_CLIENT_TIMEOUT] = "client_timeout",
+	        [SE_CLIENT_RESET] = "client_reset", [SE_CLIENT_TLS] = "client_tls_failed",
+	        [SE_AUTH_FAILED] = "auth_failed", [SE_LIMIT] = "limit",
+	        [SE_PROTOCOL] = "protocol_error", [SE_DRAIN] = "drain",
+	};
+
+	if (end != SE_RELAY)
+		return names[end];
+	/* A relay leg that never got going, or failed without a cause of its own. */
+	return s->relay.failure != UPSTREAM_OK ? upstream_failure_name(s->relay.failure) : "relay_unreachable";
+}
+
+static void write_session_record(struct session *s, enum session_end end, const char *detail)
+{
+	char listener[300], client[80];
+	bool tls = session_has(s, SF_TLS);
+
+	snprintf(listener, sizeof(listener), "%s:%d", s->lcfg->address, s->lcfg->port);
+	snprintf(client, sizeof(client), strchr(s->peer, ':') ? "[%s]:%d" : "%s:%d", s->peer,
+	         stream_peer_port(s->client));
+	struct records_session r = {
+	        .id = s->id,
+	        .listener = listener,
+	        .client = client,
+	        .sni = stream_sni(s->client),
+	        .tenant = s->tenant->name,
+	        .brand = s->brand,
+	        .user = s->user[0] ? s->user : NULL,
+	        .tls_version = tls ? stream_tls_version(s->client) : NULL,
+	        .cipher = tls ? stream_tls_cipher(s->client) : NULL,
+	        .tls_resumed = tls && stream_tls_resumed(s->client),
+	        .end = end_name(s, end),
+	        .detail = detail,
+	        .messages = s->messages,
+	        .bytes_in = stream_bytes_in(s->client),
+	        .bytes_out = stream_bytes_out(s->client),
+	        .duration_ms = (double)(uv_hrtime() - s->started) / 1e6,
+	        .relay = s->relay.region ? &s->relay : NULL,
+	};
+	records_session(&r);
+}
+
+void session_close(struct session *s, enum session_end end, const char *detail)
 {
 	if (session_closing(s))
 		return;
@@ -382,10 +465,13 @@ void session_close(struct session *s, const char *reason)
 	            s->state != SS_BDAT;
 	session_enter_state(s, SS_CLOSING);
 	log_info("%s: session from %s ended: %s (tenant %s, %s, %s, %u message%s relayed)", s->id, s->peer,
-	         reason, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
+	         detail, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
 	         s->messages == 1 ? "" : "s");
-	stream_close(s->client, true);
 	session_drop_upstream(s, quit);
+	session_tx_reset(s); /* a message cut short is recorded before the session */
+	session_free_pending(s);
+	write_session_record(s, end, detail);
+	stream_close(s->client, true);
 }
 
 static void session_free(struct session *s)
@@ -425,7 +511,7 @@ static bool over_limits(struct session *s)
 	                                              : "too many connections");
 	if (s->lcfg->tls == TLS_MODE_STARTTLS)
 		session_reply(s, 421, "4.7.0 %s Too many connections, try again later", s->brand);
-	session_close(s, "connection limit");
+	session_close(s, SE_LIMIT, "connection limit");
 	return true;
 }
 
@@ -438,6 +524,7 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 	s->tenant = lcfg->default_tenant;
 	snprintf(s->brand, sizeof(s->brand), "%s", lcfg->hostname);
 	snprintf(s->id, sizeof(s->id), "w%ds%" PRIu64, srv->worker, ++srv->next_id);
+	s->started = uv_hrtime();
 	iobuf_init(&s->in);
 	iobuf_init(&s->fwd);
 	s->next = srv->sessions;
@@ -448,7 +535,7 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 	s->live = 1;
 	s->client = stream_new(srv->loop, &client_ops, s);
 	if (stream_accept(s->client, listener) != 0) {
-		session_close(s, "accept failed");
+		session_close(s, SE_CLIENT_RESET, "accept failed");
 		return;
 	}
 	stream_peer_name(s->client, s->peer, sizeof(s->peer));
@@ -473,7 +560,7 @@ void session_shutdown(struct session *s)
 		session_free_pending(s);
 		session_reply(s, 421, "4.3.2 %s Service shutting down", s->brand);
 	}
-	session_close(s, "shutdown");
+	session_close(s, SE_DRAIN, "shutdown");
 }
 
 struct session *session_next(struct session *s)

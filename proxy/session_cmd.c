@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "session_int.h"
+#include "smtp_info.h"
 #include "stream.h"
 #include "upstream.h"
 #include "util.h"
@@ -19,7 +20,7 @@ bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool
 	if (s->up && upstream_is_ready(s->up))
 		return true;
 	if (!s->up && !session_has(s, SF_LEG_FAILED))
-		session_start_upstream(s);
+		session_start_upstream(s, true);
 	if (s->up && !session_has(s, SF_LEG_FAILED)) {
 		session_wait(s, SESSION_WAIT_LEG);
 		*res = SC_WAIT;
@@ -30,7 +31,7 @@ bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool
 		return false;
 	}
 	session_reply(s, 421, "4.7.0 %s Relay connection not available, try again later", s->brand);
-	session_close(s, "relay unavailable");
+	session_close(s, SE_RELAY, "relay unavailable");
 	return false;
 }
 
@@ -138,6 +139,27 @@ static enum session_cmd_result cmd_starttls(struct session *s, const struct smtp
 	return SC_DONE;
 }
 
+/* The user name for the records comes from the client's first SASL response: PLAIN's
+ * authcid, or LOGIN's user name. Later responses (LOGIN's password) are never looked at. */
+static void sasl_response(struct session *s, const char *b64, size_t len)
+{
+	if (s->sasl_responses++ > 0)
+		return;
+	if (s->sasl_plain)
+		smtp_info_plain_user(b64, len, s->auth_user, sizeof(s->auth_user));
+	else
+		smtp_info_login_user(b64, len, s->auth_user, sizeof(s->auth_user));
+}
+
+static void sasl_start(struct session *s, const struct smtp_auth_arg *a)
+{
+	s->sasl_plain = smtp_auth_is(a, "PLAIN");
+	s->sasl_responses = 0;
+	s->auth_user[0] = '\0';
+	if (a->initial)
+		sasl_response(s, a->initial, a->initial_len);
+}
+
 static enum session_cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 {
 	struct smtp_auth_arg a;
@@ -159,6 +181,7 @@ static enum session_cmd_result cmd_auth(struct session *s, const struct smtp_cmd
 	                                     : upstream_caps(s->up)->auth_login))
 		session_reply(s, 504, "5.5.4 Unrecognized authentication type");
 	else {
+		sasl_start(s, &a);
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
 		session_enter_state(s, SS_AUTH);
 	}
@@ -195,7 +218,12 @@ static enum session_cmd_result cmd_mail(struct session *s, const struct smtp_cmd
 		return SC_DONE;
 	}
 	session_tx_reset(s);
-	return relay_cmd(s, c);
+	enum session_cmd_result res;
+	if (!session_need_upstream(s, &res, false))
+		return res;
+	session_msgrec_start(s, c->arg, c->arg_len);
+	session_relay_line(s, s->line, s->line_len, c->verb);
+	return SC_DONE;
 }
 
 static enum session_cmd_result cmd_rcpt(struct session *s, const struct smtp_cmd *c)
@@ -239,7 +267,7 @@ static enum session_cmd_result cmd_quit(struct session *s, const struct smtp_cmd
 	}
 	session_reply(s, 221, "2.0.0 %s Service closing transmission channel", s->brand);
 	session_flush_local(s);
-	session_close(s, "client quit");
+	session_close(s, SE_QUIT, "client quit");
 	return SC_DONE;
 }
 
@@ -277,7 +305,7 @@ static bool line_too_long(struct session *s, size_t max)
 		return false;
 	session_reply(s, 500, "5.5.6 Line too long");
 	session_flush_local(s);
-	session_close(s, "line too long");
+	session_close(s, SE_PROTOCOL, "line too long");
 	return true;
 }
 
@@ -321,7 +349,7 @@ static bool within_bad_command_cap(struct session *s)
 		return true;
 	session_reply(s, 421, "4.7.0 %s Too many errors", s->brand);
 	session_flush_local(s);
-	session_close(s, "too many bad commands");
+	session_close(s, SE_LIMIT, "too many bad commands");
 	return false;
 }
 
@@ -359,6 +387,7 @@ bool session_input_auth(struct session *s)
 		session_expect_relay(s, SMTP_AUTH, SP_SILENT);
 		session_reply(s, 500, too_long ? "5.5.6 Line too long" : "5.5.2 Syntax error");
 	} else {
+		sasl_response(s, s->line, s->line_len);
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
 	}
 	drop_line(s);

@@ -12,6 +12,7 @@
 #include "names.h"
 #include "server.h"
 #include "smtp_proto.h"
+#include "upstream.h"
 
 /* Unprocessed client input above this pauses reading from the client. */
 #define SESSION_INPUT_MAX (128 * 1024)
@@ -38,11 +39,38 @@ enum session_wait {
  * a local reply that must wait for the relay replies queued before it. */
 enum session_pending_kind { SP_RELAY, SP_SILENT, SP_LOCAL };
 
+/* Why a session ended: the documented vocabulary of the records ("end"), plus the relay
+ * leg's failure (upstream_failure_name) for SE_RELAY. */
+enum session_end {
+	SE_QUIT,
+	SE_CLIENT_TIMEOUT,
+	SE_CLIENT_RESET, /* the client closed or reset the connection without QUIT */
+	SE_CLIENT_TLS,   /* the client's TLS handshake failed */
+	SE_AUTH_FAILED,  /* max_auth_failures reached */
+	SE_LIMIT,        /* a connection limit, or too many bad commands */
+	SE_PROTOCOL,     /* a line too long, a malformed BDAT */
+	SE_DRAIN,        /* shutdown */
+	SE_RELAY,        /* the relay leg failed: its failure names the end */
+};
+
+/* One message's record: referenced by the transaction while it runs and by each reply owed
+ * for it (MAIL, RCPT, the end of data), since pipelining lets the next MAIL come before
+ * this message's verdict. Written at the verdict, or when the last reference goes. */
+struct session_msgrec {
+	unsigned refs;
+	char *sender;
+	unsigned rcpts;   /* accepted by the relay */
+	uint64_t size;    /* content octets received */
+	bool content;     /* content went to the relay */
+	bool written;
+};
+
 struct session_pending {
 	struct session_pending *next;
 	enum session_pending_kind kind;
-	unsigned verb; /* enum smtp_verb or SESSION_VERB_MESSAGE_END */
-	char *text;    /* SP_LOCAL: the whole reply, CRLF included */
+	unsigned verb;               /* enum smtp_verb or SESSION_VERB_MESSAGE_END */
+	char *text;                  /* SP_LOCAL: the whole reply, CRLF included */
+	struct session_msgrec *rec;  /* the message a MAIL, RCPT or end of data is for */
 };
 
 /* Facts about a session that are independent of its state (session_has, session_set). */
@@ -67,6 +95,7 @@ struct session_tx {
 	bool bdat_local;                /* the current chunk is swallowed and answered locally */
 	int bdat_code;                  /* that local answer */
 	const char *bdat_text;
+	struct session_msgrec *rec; /* from a relayed MAIL on */
 };
 
 struct session {
@@ -91,6 +120,12 @@ struct session {
 	unsigned messages;
 	unsigned auth_failures;
 	unsigned bad_commands;
+	uint64_t started;              /* uv_hrtime() at accept */
+	struct upstream_info relay;    /* the last relay leg's record (relay.region: one was opened) */
+	char user[256];                /* the user the relay accepted */
+	char auth_user[256];           /* the user named in the AUTH under way */
+	unsigned sasl_responses;       /* client responses in the AUTH under way */
+	bool sasl_plain;               /* that AUTH is PLAIN (else LOGIN) */
 	char brand[NAME_MAX_LEN + 1];
 	char id[24];
 	char peer[64];
@@ -117,6 +152,7 @@ void session_expect_relay(struct session *s, unsigned verb, enum session_pending
 struct session_pending *session_pop_pending(struct session *s);
 void session_flush_local(struct session *s);
 void session_free_pending(struct session *s);
+void session_pending_free(struct session *s, struct session_pending *p);
 bool session_relay_owed(const struct session *s);
 /* Sends line (no CRLF, at most SMTP_AUTH_LINE_MAX octets) and CRLF to the relay. */
 void session_send_line(struct session *s, const char *line, size_t len, unsigned nreplies);
@@ -129,16 +165,23 @@ bool session_input_command(struct session *s);
 bool session_input_auth(struct session *s);
 bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool is_auth);
 
-/* session_msg.c: message content. */
+/* session_msg.c: message content and message records. */
 void session_tx_reset(struct session *s);
+/* A record for the transaction a relayed MAIL starts, with its sender. */
+void session_msgrec_start(struct session *s, const char *arg, size_t len);
+struct session_msgrec *session_msgrec_ref(struct session_msgrec *r);
+void session_msgrec_unref(struct session *s, struct session_msgrec *r);
+/* Writes the record with a verdict: the relay's reply r, or livery's own (code, text). */
+void session_msgrec_write(struct session *s, struct session_msgrec *rec, int code, const char *text,
+                          const char *by);
 enum session_cmd_result session_cmd_bdat(struct session *s, const struct smtp_cmd *c);
 bool session_input_data(struct session *s);
 bool session_input_bdat(struct session *s);
 
 /* session.c: states, events and lifetime. */
 void session_pump(struct session *s);
-void session_close(struct session *s, const char *reason);
-bool session_start_upstream(struct session *s);
+void session_close(struct session *s, enum session_end end, const char *detail);
+bool session_start_upstream(struct session *s, bool on_demand);
 /* Closes the relay leg (QUIT first with quit) and forgets it. */
 void session_drop_upstream(struct session *s, bool quit);
 void session_enter_state(struct session *s, enum session_state next);

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "log.h"
+#include "records.h"
 #include "session_int.h"
+#include "smtp_info.h"
 #include "stream.h"
 #include "upstream.h"
 #include "util.h"
@@ -30,7 +32,70 @@ static void halt_message(struct session *s)
 
 void session_tx_reset(struct session *s)
 {
+	session_msgrec_unref(s, s->tx.rec);
 	s->tx = (struct session_tx){0};
+}
+
+/* ---- message records ---- */
+
+/* The reverse-path of a MAIL argument ("FROM:<a@b> SIZE=1" gives "a@b"). */
+static char *mail_sender(const char *arg, size_t len)
+{
+	const char *lt = memchr(arg, '<', len);
+	const char *gt = lt ? memchr(lt, '>', len - (size_t)(lt - arg)) : NULL;
+
+	return lt && gt ? xstrndup(lt + 1, (size_t)(gt - lt - 1)) : xstrdup("");
+}
+
+void session_msgrec_start(struct session *s, const char *arg, size_t len)
+{
+	struct session_msgrec *r = xcalloc(1, sizeof(*r));
+
+	r->refs = 1;
+	r->sender = mail_sender(arg, len);
+	session_msgrec_unref(s, s->tx.rec);
+	s->tx.rec = r;
+}
+
+struct session_msgrec *session_msgrec_ref(struct session_msgrec *r)
+{
+	if (r)
+		r->refs++;
+	return r;
+}
+
+void session_msgrec_write(struct session *s, struct session_msgrec *rec, int code, const char *text,
+                          const char *by)
+{
+	char qid[128];
+	struct records_message m = {
+	        .session = s->id,
+	        .tenant = s->tenant->name,
+	        .user = s->user[0] ? s->user : NULL,
+	        .sender = rec->sender,
+	        .rcpts = rec->rcpts,
+	        .size = rec->size,
+	        .code = code,
+	        .reply = text,
+	        .by = by,
+	        .queue_id = code / 100 == 2 && text && smtp_info_queue_id(text, qid, sizeof(qid)) ? qid : NULL,
+	        .relay = s->up ? upstream_info(s->up) : s->relay.region ? &s->relay : NULL,
+	};
+
+	rec->written = true;
+	records_message(&m);
+}
+
+/* A message whose content went to the relay but that never had a verdict is recorded too
+ * (code null): the operator must see what did not go out. */
+void session_msgrec_unref(struct session *s, struct session_msgrec *r)
+{
+	if (!r || --r->refs > 0)
+		return;
+	if (!r->written && r->content)
+		session_msgrec_write(s, r, 0, NULL, NULL);
+	free(r->sender);
+	free(r);
 }
 
 /* Sends what the filter let through, or stops the message once it halted. */
@@ -38,10 +103,15 @@ static void forward_content(struct session *s, unsigned nreplies)
 {
 	if (s->tx.filter.bytes > s->srv->cfg->limits.max_message_size)
 		s->tx.filter.halted = true;
-	if (s->tx.filter.halted)
+	if (s->tx.filter.halted) {
 		halt_message(s);
-	else
+	} else {
 		session_relay_body(s, iobuf_peek(&s->fwd), iobuf_avail(&s->fwd), nreplies);
+		if (s->tx.rec) {
+			s->tx.rec->content = true;
+			s->tx.rec->size = s->tx.filter.bytes;
+		}
+	}
 	iobuf_clear(&s->fwd);
 }
 
@@ -75,7 +145,7 @@ enum session_cmd_result session_cmd_bdat(struct session *s, const struct smtp_cm
 	if (!smtp_bdat_parse(c->arg, c->arg_len, &size, &last)) {
 		/* The chunk's length is unknown, so its bytes cannot be told from commands. */
 		session_reply(s, 501, "5.5.4 Syntax: BDAT size [LAST]");
-		session_close(s, "malformed BDAT");
+		session_close(s, SE_PROTOCOL, "malformed BDAT");
 		return SC_DONE;
 	}
 	s->tx.bdat_local = false;
@@ -121,12 +191,17 @@ static void end_message(struct session *s)
 	int code;
 	const char *text;
 
+	if (s->tx.rec)
+		s->tx.rec->size = s->tx.filter.bytes;
 	if (s->tx.filter.halted) {
 		reject_reason(s, &code, &text);
 		log_info("%s: message rejected: %d %s", s->id, code, text);
 		session_reply(s, code, "%s", text);
+		if (s->tx.rec)
+			session_msgrec_write(s, s->tx.rec, code, text, "livery");
 	} else {
 		session_expect_relay(s, SESSION_VERB_MESSAGE_END, SP_RELAY);
+		s->tail->rec = session_msgrec_ref(s->tx.rec);
 		upstream_set_reply_timeout(s->up, s->srv->cfg->limits.relay_data_timeout_ms);
 	}
 	session_tx_reset(s);
@@ -171,6 +246,8 @@ bool session_input_bdat(struct session *s)
 		return false;
 	if (s->tx.bdat_local) {
 		session_reply(s, s->tx.bdat_code, "%s", s->tx.bdat_text);
+		if (s->tx.bdat_last && s->tx.rec && s->tx.rec->content)
+			session_msgrec_write(s, s->tx.rec, s->tx.bdat_code, s->tx.bdat_text, "livery");
 		if (s->tx.bdat_last)
 			session_tx_reset(s);
 	} else if (s->tx.bdat_last) {

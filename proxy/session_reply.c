@@ -84,8 +84,7 @@ void session_flush_local(struct session *s)
 	while (s->head && s->head->kind == SP_LOCAL) {
 		struct session_pending *p = session_pop_pending(s);
 		stream_write(s->client, p->text, strlen(p->text));
-		free(p->text);
-		free(p);
+		session_pending_free(s, p);
 	}
 }
 
@@ -93,10 +92,15 @@ void session_free_pending(struct session *s)
 {
 	struct session_pending *p;
 
-	while ((p = session_pop_pending(s))) {
-		free(p->text);
-		free(p);
-	}
+	while ((p = session_pop_pending(s)))
+		session_pending_free(s, p);
+}
+
+void session_pending_free(struct session *s, struct session_pending *p)
+{
+	session_msgrec_unref(s, p->rec);
+	free(p->text);
+	free(p);
 }
 
 bool session_relay_owed(const struct session *s)
@@ -126,6 +130,8 @@ void session_relay_line(struct session *s, const char *line, size_t len, unsigne
 {
 	session_send_line(s, line, len, 1);
 	session_expect_relay(s, verb, SP_RELAY);
+	if (verb == SMTP_MAIL || verb == SMTP_RCPT)
+		s->tail->rec = session_msgrec_ref(s->tx.rec); /* its reply tells the record */
 }
 
 void session_relay_body(struct session *s, const char *buf, size_t len, unsigned nreplies)
@@ -162,7 +168,8 @@ void session_forward_reply(struct session *s, const struct smtp_reply *r, bool s
 	iobuf_free(&b);
 	for (size_t i = 0; scrub && i < r->nlines; i++)
 		free(owned[i]);
-	/* A client that does not read its replies stops the relay leg from being read. */
-	if (stream_write_blocked(s->client))
+	/* A client that does not read its replies stops the relay leg from being read (the leg
+	 * may be gone: a failed AUTH drops it while the unauthenticated bounds are full). */
+	if (s->up && stream_write_blocked(s->client))
 		upstream_pause(s->up);
 }

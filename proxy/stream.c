@@ -42,6 +42,7 @@ struct stream {
 	struct iobuf cout; /* bytes to send (ciphertext once TLS is up), in wire order */
 	struct iobuf pout; /* TLS up: plaintext written and not yet sealed into cout */
 	size_t queued;     /* bytes handed to uv_write and not yet completed */
+	uint64_t bytes_in, bytes_out; /* application bytes delivered to the owner / written by it */
 	char sni[256];
 };
 
@@ -199,6 +200,7 @@ void stream_write(struct stream *s, const char *buf, size_t len)
 	if (s->closing || s->errored || len == 0)
 		return;
 	struct iobuf *b = s->tls_state == TS_UP ? &s->pout : &s->cout;
+	s->bytes_out += len;
 	iobuf_append(b, buf, len);
 	if (iobuf_avail(b) >= COALESCE_MAX)
 		flush_now(s);
@@ -233,6 +235,7 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	if (s->tls_state == TS_NONE) {
+		s->bytes_in += (size_t)nread;
 		s->ops->on_data(s->owner, buf->base, (size_t)nread);
 		return;
 	}
@@ -354,6 +357,7 @@ static void tls_read_all(struct stream *s)
 		enum tls_status st = tls_conn_read(s->tls, buf, sizeof(buf), &n);
 		flush_out(s);
 		if (st == TLS_OK) {
+			s->bytes_in += n;
 			s->ops->on_data(s->owner, buf, n);
 		} else if (st == TLS_WANT_READ) {
 			return;
@@ -431,6 +435,21 @@ const char *stream_tls_error(const struct stream *s)
 	return s->tls ? tls_conn_error(s->tls) : "not a TLS handshake";
 }
 
+enum tls_failure stream_tls_failure(const struct stream *s)
+{
+	return s->tls ? tls_conn_failure(s->tls) : TLS_FAIL_OTHER;
+}
+
+uint64_t stream_bytes_in(const struct stream *s)
+{
+	return s->bytes_in;
+}
+
+uint64_t stream_bytes_out(const struct stream *s)
+{
+	return s->bytes_out;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct stream *s = container_of(t, struct stream, timer);
@@ -450,6 +469,17 @@ void stream_set_timer(struct stream *s, unsigned ms)
 		uv_timer_stop(&s->timer);
 	else
 		uv_timer_start(&s->timer, on_timer, ms, 0);
+}
+
+int stream_peer_port(const struct stream *s)
+{
+	struct sockaddr_storage ss;
+	int sslen = sizeof(ss);
+
+	if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &sslen) != 0)
+		return 0;
+	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+	                                      : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
 void stream_peer_name(const struct stream *s, char *buf, size_t len)

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "tls.h"
@@ -59,10 +60,15 @@ const char *stream_sni(const struct stream *s);
 const char *stream_tls_version(const struct stream *s);
 const char *stream_tls_cipher(const struct stream *s);
 const char *stream_tls_error(const struct stream *s);
+enum tls_failure stream_tls_failure(const struct stream *s);
+/* Application bytes (plaintext) received and written so far. */
+uint64_t stream_bytes_in(const struct stream *s);
+uint64_t stream_bytes_out(const struct stream *s);
 /* (Re)arms the one timer: ops->on_timeout after ms; 0 disarms it. */
 void stream_set_timer(struct stream *s, unsigned ms);
 /* Peer address as text into buf. */
 void stream_peer_name(const struct stream *s, char *buf, size_t len);
+int stream_peer_port(const struct stream *s);
 /* Closes; with flush, queued writes (and a TLS close_notify) go out first (for at most 5 s).
  * Without flush, writes still queued are dropped and the peer gets a reset. */
 void stream_close(struct stream *s, bool flush);

@@ -9,7 +9,9 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include "util.h"
 
@@ -309,6 +311,22 @@ enum tls_status tls_conn_write(struct tls_conn *c, const char *buf, size_t len)
 void tls_conn_shutdown(struct tls_conn *c)
 {
 	wolfSSL_shutdown(c->ssl);
+}
+
+enum tls_failure tls_conn_failure(const struct tls_conn *c)
+{
+	switch (c->last_error) {
+	case DOMAIN_NAME_MISMATCH:
+		return TLS_FAIL_HOST_MISMATCH;
+	case ASN_AFTER_DATE_E:
+		return TLS_FAIL_EXPIRED;
+	case ASN_NO_SIGNER_E:
+	case ASN_SELF_SIGNED_E:
+	case NOT_CA_ERROR:
+		return TLS_FAIL_NOT_TRUSTED;
+	default:
+		return TLS_FAIL_OTHER;
+	}
 }
 
 const char *tls_conn_error(struct tls_conn *c)

@@ -48,6 +48,9 @@ enum tls_status tls_conn_write(struct tls_conn *c, const char *buf, size_t len);
 void tls_conn_shutdown(struct tls_conn *c);
 /* A human-readable reason for the last failure. */
 const char *tls_conn_error(struct tls_conn *c);
+/* Why a client handshake failed, in RFC 8460's terms where the certificate was the cause. */
+enum tls_failure { TLS_FAIL_HOST_MISMATCH, TLS_FAIL_EXPIRED, TLS_FAIL_NOT_TRUSTED, TLS_FAIL_OTHER };
+enum tls_failure tls_conn_failure(const struct tls_conn *c);
 const char *tls_conn_version(struct tls_conn *c);
 const char *tls_conn_cipher(struct tls_conn *c);
 

@@ -40,6 +40,8 @@ struct upstream {
 	struct smtp_reply reply;
 	struct smtp_caps caps;
 	char addr_text[64];
+	struct upstream_info info;
+	uint64_t t_attempt, t_tls; /* uv_hrtime() at the last connect and TLS start */
 	char session_key[384];
 	char *log_id;
 };
@@ -51,13 +53,15 @@ struct state_entry {
 };
 
 static void enter_state(struct upstream *u, enum ustate next);
-static void attempt_failed(struct upstream *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void attempt_failed(struct upstream *u, enum upstream_failure why, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 static const struct stream_ops stream_ops;
 
 /* Reports the failure once, then closes: the owner decides how the client hears of it, and
  * gets on_closed later. */
-static void fail(struct upstream *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct upstream *u, const char *fmt, ...)
+static void fail(struct upstream *u, enum upstream_failure kind, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void fail(struct upstream *u, enum upstream_failure kind, const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -67,6 +71,7 @@ static void fail(struct upstream *u, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
+	u->info.failure = kind;
 	u->state = U_DEAD;
 	if (u->stream)
 		stream_set_timer(u->stream, 0);
@@ -76,7 +81,8 @@ static void fail(struct upstream *u, const char *fmt, ...)
 
 /* Before the relay leg is ready nothing of the client's is committed: any failure moves on
  * to the next address or host. Once ready, a failure is final. */
-#define setup_fail(u, ...) ((u)->state == U_READY ? fail(u, __VA_ARGS__) : attempt_failed(u, __VA_ARGS__))
+#define setup_fail(u, kind, ...)                                                                             \
+	((u)->state == U_READY ? fail(u, kind, __VA_ARGS__) : attempt_failed(u, kind, __VA_ARGS__))
 
 static void send_line(struct upstream *u, const char *line)
 {
@@ -122,6 +128,7 @@ static void enter_tls(struct upstream *u)
 	const struct tenant_cfg *t = u->p.tenant;
 	const struct relay_host *h = cur_host(u);
 
+	u->t_tls = uv_hrtime();
 	stream_set_timer(u->stream, u->p.setup_timeout_ms);
 	if (t->skip_verification)
 		log_warn("%s: relay %s: certificate verification is skipped for tenant '%s'", u->log_id,
@@ -130,7 +137,7 @@ static void enter_tls(struct upstream *u)
 	session_key(u, u->session_key, sizeof(u->session_key));
 	tls_session *resume = u->p.sessions ? tls_session_cache_get(u->p.sessions, u->session_key) : NULL;
 	if (stream_start_tls_client(u->stream, u->p.ctx, h->sni, verify, resume) < 0)
-		attempt_failed(u, "cannot start TLS with relay %s", u->addr_text);
+		attempt_failed(u, UPSTREAM_VALIDATION_FAILURE, "cannot start TLS with relay %s", u->addr_text);
 }
 
 /* By now a TLS 1.3 ticket has come with the EHLO reply, and a TLS 1.2 session is set. */
@@ -144,6 +151,7 @@ static void remember_session(struct upstream *u)
 
 static void enter_ready(struct upstream *u)
 {
+	u->info.failure = UPSTREAM_OK;
 	stream_set_timer(u->stream, 0);
 	remember_session(u);
 	log_debug("%s: relay %s ready (%s %s%s)", u->log_id, u->addr_text, stream_tls_version(u->stream),
@@ -154,21 +162,21 @@ static void enter_ready(struct upstream *u)
 static void reply_banner(struct upstream *u, const struct smtp_reply *r)
 {
 	if (r->code != 220)
-		return attempt_failed(u, "relay %s greeted with %d", u->addr_text, r->code);
+		return attempt_failed(u, UPSTREAM_REFUSED, "relay %s greeted with %d", u->addr_text, r->code);
 	enter_state(u, U_EHLO);
 }
 
 static void reply_ehlo(struct upstream *u, const struct smtp_reply *r)
 {
 	if (r->code != 250)
-		return attempt_failed(u, "relay %s rejected EHLO with %d", u->addr_text, r->code);
+		return attempt_failed(u, UPSTREAM_REFUSED, "relay %s rejected EHLO with %d", u->addr_text, r->code);
 	smtp_caps_parse(r, &u->caps);
 	if (u->tls_done)
 		return enter_state(u, U_READY);
 	if (u->caps.starttls)
 		return enter_state(u, U_STARTTLS);
 	if (u->p.tenant->require_tls)
-		return attempt_failed(u, "relay %s does not offer STARTTLS and tenant '%s' requires TLS",
+		return attempt_failed(u, UPSTREAM_STARTTLS_MISSING, "relay %s does not offer STARTTLS and tenant '%s' requires TLS",
 		                      u->addr_text, u->p.tenant->name);
 	log_warn("%s: relay %s does not offer STARTTLS: relaying in plaintext (require_tls = false)",
 	         u->log_id, u->addr_text);
@@ -180,9 +188,9 @@ static void reply_ehlo(struct upstream *u, const struct smtp_reply *r)
 static void reply_starttls(struct upstream *u, const struct smtp_reply *r)
 {
 	if (r->code != 220)
-		return attempt_failed(u, "relay %s refused STARTTLS with %d", u->addr_text, r->code);
+		return attempt_failed(u, UPSTREAM_STARTTLS_MISSING, "relay %s refused STARTTLS with %d", u->addr_text, r->code);
 	if (iobuf_avail(&u->in) > 0)
-		return attempt_failed(u, "relay %s sent data after its STARTTLS reply (injection attempt)",
+		return attempt_failed(u, UPSTREAM_VALIDATION_FAILURE, "relay %s sent data after its STARTTLS reply (injection attempt)",
 		                      u->addr_text);
 	enter_state(u, U_TLS);
 }
@@ -190,7 +198,7 @@ static void reply_starttls(struct upstream *u, const struct smtp_reply *r)
 static void reply_ready(struct upstream *u, const struct smtp_reply *r)
 {
 	if (u->awaiting == 0)
-		return fail(u, "relay %s sent an unexpected reply %d", u->addr_text, r->code);
+		return fail(u, UPSTREAM_PROTOCOL, "relay %s sent an unexpected reply %d", u->addr_text, r->code);
 	if (--u->awaiting == 0)
 		stream_set_timer(u->stream, 0);
 	else
@@ -222,13 +230,13 @@ static void on_line(struct upstream *u, const char *line, size_t len)
 	enum smtp_reply_status st = smtp_reply_feed(&u->reply, line, len);
 
 	if (st == SMTP_REPLY_BAD)
-		return setup_fail(u, "relay %s sent a malformed reply", u->addr_text);
+		return setup_fail(u, UPSTREAM_PROTOCOL, "relay %s sent a malformed reply", u->addr_text);
 	if (st == SMTP_REPLY_MORE)
 		return;
 	if (states[u->state].reply)
 		states[u->state].reply(u, &u->reply);
 	else
-		setup_fail(u, "relay %s replied %d out of turn", u->addr_text, u->reply.code);
+		setup_fail(u, UPSTREAM_PROTOCOL, "relay %s replied %d out of turn", u->addr_text, u->reply.code);
 	smtp_reply_clear(&u->reply);
 }
 
@@ -245,7 +253,7 @@ static void up_on_data(void *owner, const char *buf, size_t len)
 		free(line);
 	}
 	if (u->state != U_DEAD && !u->closing && iobuf_avail(&u->in) > SMTP_REPLY_LINE_MAX)
-		setup_fail(u, "relay %s sent an over-long reply line", u->addr_text);
+		setup_fail(u, UPSTREAM_PROTOCOL, "relay %s sent an over-long reply line", u->addr_text);
 }
 
 static void up_on_connect(void *owner, int status)
@@ -253,9 +261,37 @@ static void up_on_connect(void *owner, int status)
 	struct upstream *u = owner;
 
 	if (status < 0)
-		return attempt_failed(u, "connect to relay %s: %s", u->addr_text, uv_strerror(status));
+		return attempt_failed(u, UPSTREAM_UNREACHABLE, "connect to relay %s: %s", u->addr_text, uv_strerror(status));
+	u->info.connect_ms = (double)(uv_hrtime() - u->t_attempt) / 1e6;
 	log_debug("%s: connected to relay %s", u->log_id, u->addr_text);
 	enter_state(u, u->region->tls == TLS_MODE_IMPLICIT ? U_TLS : U_BANNER);
+}
+
+static enum upstream_failure tls_failure_kind(const struct upstream *u)
+{
+	switch (stream_tls_failure(u->stream)) {
+	case TLS_FAIL_HOST_MISMATCH:
+		return UPSTREAM_CERT_HOST_MISMATCH;
+	case TLS_FAIL_EXPIRED:
+		return UPSTREAM_CERT_EXPIRED;
+	case TLS_FAIL_NOT_TRUSTED:
+		return UPSTREAM_CERT_NOT_TRUSTED;
+	case TLS_FAIL_OTHER:
+		break;
+	}
+	return UPSTREAM_VALIDATION_FAILURE;
+}
+
+static void note_tls(struct upstream *u)
+{
+	struct upstream_info *i = &u->info;
+
+	i->handshake_ms = (double)(uv_hrtime() - u->t_tls) / 1e6;
+	i->tls = true;
+	i->verified = !u->p.tenant->skip_verification;
+	i->resumed = stream_tls_resumed(u->stream);
+	snprintf(i->tls_version, sizeof(i->tls_version), "%s", stream_tls_version(u->stream));
+	snprintf(i->cipher, sizeof(i->cipher), "%s", stream_tls_cipher(u->stream));
 }
 
 static void up_on_tls(void *owner, int status)
@@ -263,9 +299,10 @@ static void up_on_tls(void *owner, int status)
 	struct upstream *u = owner;
 
 	if (status < 0)
-		return attempt_failed(u, "TLS with relay %s failed: %s", u->addr_text,
+		return attempt_failed(u, tls_failure_kind(u), "TLS with relay %s failed: %s", u->addr_text,
 		                      stream_tls_error(u->stream));
 	u->tls_done = true;
+	note_tls(u);
 	/* After STARTTLS the relay's state is reset and it must be asked for EHLO again. */
 	enter_state(u, u->region->tls == TLS_MODE_IMPLICIT ? U_BANNER : U_EHLO);
 }
@@ -274,7 +311,7 @@ static void up_on_error(void *owner, int status)
 {
 	struct upstream *u = owner;
 
-	setup_fail(u, "relay %s closed the connection (%s)", u->addr_text,
+	setup_fail(u, UPSTREAM_LOST, "relay %s closed the connection (%s)", u->addr_text,
 	           status == UV_EOF ? "end of stream" : uv_strerror(status));
 }
 
@@ -283,8 +320,8 @@ static void up_on_timeout(void *owner)
 	struct upstream *u = owner;
 
 	if (u->state == U_READY && u->awaiting == 0)
-		return fail(u, "relay %s stopped reading", u->addr_text);
-	setup_fail(u, "relay %s timed out in state %s", u->addr_text, states[u->state].name);
+		return fail(u, UPSTREAM_TIMEOUT, "relay %s stopped reading", u->addr_text);
+	setup_fail(u, UPSTREAM_TIMEOUT, "relay %s timed out in state %s", u->addr_text, states[u->state].name);
 }
 
 static void up_on_drain(void *owner)
@@ -327,10 +364,19 @@ static const struct stream_ops stream_ops = {
         .on_close = up_on_close,
 };
 
+static void note_bytes(struct upstream *u)
+{
+	if (!u->stream)
+		return;
+	u->info.bytes_in = stream_bytes_in(u->stream);
+	u->info.bytes_out = stream_bytes_out(u->stream);
+}
+
 static void drop_stream(struct upstream *u)
 {
 	if (!u->stream)
 		return;
+	note_bytes(u);
 	stream_close(u->stream, false);
 	u->stream = NULL;
 }
@@ -353,6 +399,17 @@ static void addr_to_text(const struct sockaddr *sa, char *buf, size_t len)
 
 static void resolve_host(struct upstream *u);
 
+/* A new attempt's record: what the last one found is forgotten but its failure. */
+static void start_attempt_info(struct upstream *u)
+{
+	struct upstream_info *i = &u->info;
+	enum upstream_failure last = i->failure;
+
+	*i = (struct upstream_info){.region = u->region->name, .host = cur_host(u)->host, .failure = last};
+	snprintf(i->addr, sizeof(i->addr), "%s", u->addr_text);
+	u->t_attempt = uv_hrtime();
+}
+
 /* Each address gets its own stream and the connect timeout; the old stream is closed first.
  * When a host's addresses are used up, the next host is resolved. */
 static void try_next(struct upstream *u)
@@ -364,12 +421,13 @@ static void try_next(struct upstream *u)
 	if (!u->next_addr) {
 		if (++u->host < u->region->nhosts)
 			return resolve_host(u);
-		return fail(u, "no relay of region '%s' could be used; last error: %s", u->region->name,
+		return fail(u, u->info.failure, "no relay of region '%s' could be used; last error: %s", u->region->name,
 		            u->last_error);
 	}
 	struct addrinfo *ai = u->next_addr;
 	u->next_addr = ai->ai_next;
 	addr_to_text(ai->ai_addr, u->addr_text, sizeof(u->addr_text));
+	start_attempt_info(u);
 	u->state = U_CONNECT;
 	u->stream = stream_new(u->p.loop, &stream_ops, u);
 	u->live++;
@@ -377,12 +435,13 @@ static void try_next(struct upstream *u)
 	stream_connect(u->stream, ai->ai_addr); /* the outcome comes through up_on_connect */
 }
 
-static void attempt_failed(struct upstream *u, const char *fmt, ...)
+static void attempt_failed(struct upstream *u, enum upstream_failure why, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (u->state == U_DEAD || u->closing)
 		return;
+	u->info.failure = why;
 	va_start(ap, fmt);
 	vsnprintf(u->last_error, sizeof(u->last_error), fmt, ap);
 	va_end(ap);
@@ -400,7 +459,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	u->addrs = res;
 	u->next_addr = res;
 	if (!u->closing && status < 0)
-		attempt_failed(u, "cannot resolve relay %s: %s", cur_host(u)->host, uv_strerror(status));
+		attempt_failed(u, UPSTREAM_UNREACHABLE, "cannot resolve relay %s: %s", cur_host(u)->host, uv_strerror(status));
 	else if (!u->closing)
 		try_next(u);
 	release(u); /* the resolver's reference; streams hold their own */
@@ -439,7 +498,7 @@ static void resolve_host(struct upstream *u)
 		return try_next(u);
 	int rc = uv_getaddrinfo(u->p.loop, &u->gai, on_resolved, cur_host(u)->host, port, &hints);
 	if (rc < 0)
-		return attempt_failed(u, "cannot resolve relay %s: %s", cur_host(u)->host, uv_strerror(rc));
+		return attempt_failed(u, UPSTREAM_UNREACHABLE, "cannot resolve relay %s: %s", cur_host(u)->host, uv_strerror(rc));
 	u->resolving = true;
 	u->live++; /* held across the resolve, released in on_resolved even when closed meanwhile */
 }
@@ -467,6 +526,8 @@ struct upstream *upstream_start(const struct upstream_params *p, const struct up
 	u->ops = ops;
 	u->owner = owner;
 	u->log_id = xstrdup(p->log_id);
+	u->info.region = u->region->name;
+	u->info.host = u->region->hosts[0].host;
 	u->reply_timeout_ms = p->reply_timeout_ms;
 	iobuf_init(&u->in);
 	smtp_reply_init(&u->reply);
@@ -474,6 +535,30 @@ struct upstream *upstream_start(const struct upstream_params *p, const struct up
 	uv_idle_init(p->loop, &u->kick);
 	uv_idle_start(&u->kick, on_kick);
 	return u;
+}
+
+const struct upstream_info *upstream_info(struct upstream *u)
+{
+	note_bytes(u);
+	return &u->info;
+}
+
+const char *upstream_failure_name(enum upstream_failure f)
+{
+	static const char *const names[] = {
+	        [UPSTREAM_OK] = "ok",
+	        [UPSTREAM_UNREACHABLE] = "relay_unreachable",
+	        [UPSTREAM_TIMEOUT] = "relay_timeout",
+	        [UPSTREAM_LOST] = "relay_lost",
+	        [UPSTREAM_REFUSED] = "relay_refused",
+	        [UPSTREAM_PROTOCOL] = "relay_protocol_error",
+	        [UPSTREAM_STARTTLS_MISSING] = "starttls-not-supported",
+	        [UPSTREAM_CERT_HOST_MISMATCH] = "certificate-host-mismatch",
+	        [UPSTREAM_CERT_EXPIRED] = "certificate-expired",
+	        [UPSTREAM_CERT_NOT_TRUSTED] = "certificate-not-trusted",
+	        [UPSTREAM_VALIDATION_FAILURE] = "validation-failure",
+	};
+	return names[f];
 }
 
 bool upstream_is_ready(const struct upstream *u)

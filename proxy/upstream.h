@@ -13,6 +13,38 @@
 
 struct upstream;
 
+/* How a relay leg failed, for records and logs; TLS failures in RFC 8460's result types. */
+enum upstream_failure {
+	UPSTREAM_OK,
+	UPSTREAM_UNREACHABLE,        /* no address resolved or accepted a connection */
+	UPSTREAM_TIMEOUT,            /* a reply (or reading) took longer than its timeout */
+	UPSTREAM_LOST,               /* the relay closed or broke the connection */
+	UPSTREAM_REFUSED,            /* the relay refused the banner or EHLO */
+	UPSTREAM_PROTOCOL,           /* a malformed, over-long or unexpected reply */
+	UPSTREAM_STARTTLS_MISSING,   /* starttls-not-supported */
+	UPSTREAM_CERT_HOST_MISMATCH, /* certificate-host-mismatch */
+	UPSTREAM_CERT_EXPIRED,       /* certificate-expired */
+	UPSTREAM_CERT_NOT_TRUSTED,   /* certificate-not-trusted */
+	UPSTREAM_VALIDATION_FAILURE, /* validation-failure: any other TLS failure */
+};
+
+/* The name records and metrics use: relay_unreachable, relay_timeout, relay_lost,
+ * relay_refused, relay_protocol_error, or the RFC 8460 result type. */
+const char *upstream_failure_name(enum upstream_failure f);
+
+/* What operators' records say about a relay leg: kept up to date by the upstream. */
+struct upstream_info {
+	const char *region; /* the region's name */
+	const char *host;   /* the relay host tried last, as configured */
+	char addr[64];      /* the address connected to last ("" before any connect) */
+	bool tls, verified, resumed;
+	char tls_version[16];
+	char cipher[64];
+	double connect_ms, handshake_ms; /* of the last attempt; 0 where it did not get that far */
+	uint64_t bytes_in, bytes_out;    /* application bytes on the last attempt's connection */
+	enum upstream_failure failure;
+};
+
 /* Callbacks to the owner, always from a libuv callback, never from inside an upstream_*
  * call the owner made. on_failed is final: the upstream closes itself right after it
  * (calling upstream_close then is harmless). on_closed comes once the upstream is freed. */
@@ -38,6 +70,8 @@ struct upstream_params {
  * through ops, never before this returns. */
 struct upstream *upstream_start(const struct upstream_params *p, const struct upstream_ops *ops, void *owner);
 bool upstream_is_ready(const struct upstream *u);
+/* The leg's record so far (byte counts refreshed). Valid until the upstream is closed. */
+const struct upstream_info *upstream_info(struct upstream *u);
 const struct smtp_caps *upstream_caps(const struct upstream *u);
 /* Sends bytes verbatim; nreplies is how many replies they call for (0 for body bytes). */
 void upstream_send(struct upstream *u, const char *buf, size_t len, unsigned nreplies);

@@ -3,7 +3,7 @@
 # Does nothing when everything is already installed.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libuv1-dev libwolfssl-dev libconfig-dev libcmocka-dev
+packages=(build-essential cmake pkg-config libuv1-dev libwolfssl-dev libconfig-dev libjansson-dev libcmocka-dev
 	swaks libnet-ssleay-perl libio-socket-ssl-perl curl openssl python3 ca-certificates clang libclang-rt-14-dev procps)
 
 missing=()

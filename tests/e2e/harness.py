@@ -10,6 +10,7 @@ Environment (set by ctest, see CMakeLists.txt; the defaults suit a build in <src
 """
 
 import base64
+import json
 import os
 import re
 import select
@@ -376,6 +377,34 @@ class Livery(Process):
 
 # ---- assertions ----
 
+# The test credentials in every form a client sends them: none may appear in livery's output.
+SECRETS = (PASSWORD, base64.b64encode(b"\0" + USER.encode() + b"\0" + PASSWORD.encode()).decode(),
+           base64.b64encode(PASSWORD.encode()).decode())
+
+
+def records(text):
+    """The session and message records in livery's output: every line that starts with "{"
+    must be one JSON object with a "record" field."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                o = json.loads(line)
+            except ValueError as e:
+                raise AssertionError("a record that is not JSON (%s): %r" % (e, line))
+            if not isinstance(o, dict) or o.get("record") not in ("session", "message"):
+                raise AssertionError("not a record: %r" % line)
+            out.append(o)
+    return out
+
+
+def check_output(text):
+    """Every JSON line of livery's output parses, and no AUTH secret appears anywhere."""
+    records(text)
+    for s in SECRETS:
+        if s in text:
+            raise AssertionError("an AUTH secret (%r) appears in livery's output" % s)
+
 def forbidden_in(data):
     """The relay identity words found in data (bytes or str), case-insensitively."""
     if isinstance(data, bytes):
@@ -582,6 +611,7 @@ class ProxyTestCase(unittest.TestCase):
         for word in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
             if word in cls.livery.log():
                 raise AssertionError("sanitizer report in livery's log (%s)" % word)
+        check_output(cls.livery.log())
 
     def setUp(self):
         self._clients = []

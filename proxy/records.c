@@ -1,0 +1,231 @@
+/* records: one line per session end and per message, for operators: a JSON object (jansson) or, with
+ * log_format = "text", a human line with a timestamp; written to stdout or to log_file, reopened on request.
+ * Plain data in, no protocol decisions. */
+#include "records.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+static int out_fd = STDOUT_FILENO;
+static char *out_path;
+static enum records_format out_format = RECORDS_JSON;
+
+/* RFC 3339 in UTC with milliseconds: 2026-12-06T07:30:00.123Z. */
+static void timestamp(char *buf, size_t len)
+{
+	struct timeval tv;
+	struct tm tm;
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+}
+
+static int open_file(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+bool records_open(const char *path, enum records_format format, char *err, size_t errlen)
+{
+	out_format = format;
+	if (!path)
+		return true;
+	int fd = open_file(path);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	out_fd = fd;
+	out_path = xstrdup(path);
+	return true;
+}
+
+void records_reopen(void)
+{
+	if (!out_path)
+		return;
+	int fd = open_file(out_path);
+	if (fd < 0) {
+		log_error("cannot reopen %s: %s (records go on to the old file)", out_path, strerror(errno));
+		return;
+	}
+	close(out_fd);
+	out_fd = fd;
+	log_info("reopened %s", out_path);
+}
+
+void records_close(void)
+{
+	if (out_path)
+		close(out_fd);
+	free(out_path);
+	out_path = NULL;
+	out_fd = STDOUT_FILENO;
+}
+
+/* One system call per record, so lines from several processes appending never interleave. */
+static void emit(char *line)
+{
+	struct iovec iov[2] = {{line, strlen(line)}, {"\n", 1}};
+	ssize_t w = writev(out_fd, iov, 2);
+
+	(void)w;
+	free(line);
+}
+
+static void set_str(json_t *o, const char *key, const char *v)
+{
+	/* jansson refuses invalid UTF-8 (a relay's reply text may hold some): such a value is
+	 * recorded as null rather than losing the record. */
+	json_t *j = v ? json_string(v) : NULL;
+
+	json_object_set_new(o, key, j ? j : json_null());
+}
+
+static void set_ms(json_t *o, const char *key, double ms)
+{
+	json_object_set_new(o, key, json_real((double)(long long)(ms * 1000) / 1000));
+}
+
+static json_t *relay_json(const struct upstream_info *r)
+{
+	json_t *o = json_object();
+
+	set_str(o, "region", r->region);
+	set_str(o, "host", r->host);
+	set_str(o, "address", r->addr[0] ? r->addr : NULL);
+	json_object_set_new(o, "tls", json_boolean(r->tls));
+	set_str(o, "tls_version", r->tls ? r->tls_version : NULL);
+	set_str(o, "cipher", r->tls ? r->cipher : NULL);
+	json_object_set_new(o, "certificate_verified", json_boolean(r->verified && r->tls));
+	json_object_set_new(o, "resumed", json_boolean(r->resumed));
+	set_ms(o, "connect_ms", r->connect_ms);
+	set_ms(o, "handshake_ms", r->handshake_ms);
+	json_object_set_new(o, "bytes_in", json_integer((json_int_t)r->bytes_in));
+	json_object_set_new(o, "bytes_out", json_integer((json_int_t)r->bytes_out));
+	set_str(o, "failure", r->failure == UPSTREAM_OK ? NULL : upstream_failure_name(r->failure));
+	return o;
+}
+
+/* The line for o (o is released). */
+static char *json_line(json_t *o)
+{
+	/* 15 significant digits: 0.075, not the 0.074999999999999997 that 17 would show. */
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+
+	json_decref(o);
+	if (!s)
+		abort(); /* only allocation fails here */
+	return s;
+}
+
+static char *session_json(const struct records_session *r, const char *ts)
+{
+	json_t *o = json_object();
+
+	set_str(o, "ts", ts);
+	set_str(o, "record", "session");
+	set_str(o, "session", r->id);
+	set_str(o, "listener", r->listener);
+	set_str(o, "client", r->client);
+	set_str(o, "sni", r->sni && r->sni[0] ? r->sni : NULL);
+	set_str(o, "tenant", r->tenant);
+	set_str(o, "brand", r->brand);
+	json_object_set_new(o, "tls", json_boolean(r->tls_version != NULL));
+	set_str(o, "tls_version", r->tls_version);
+	set_str(o, "cipher", r->cipher);
+	json_object_set_new(o, "resumed", json_boolean(r->tls_resumed));
+	set_str(o, "user", r->user);
+	set_str(o, "end", r->end);
+	set_str(o, "detail", r->detail);
+	json_object_set_new(o, "messages", json_integer(r->messages));
+	json_object_set_new(o, "bytes_in", json_integer((json_int_t)r->bytes_in));
+	json_object_set_new(o, "bytes_out", json_integer((json_int_t)r->bytes_out));
+	set_ms(o, "duration_ms", r->duration_ms);
+	json_object_set_new(o, "relay", r->relay ? relay_json(r->relay) : json_null());
+	return json_line(o);
+}
+
+static char *message_json(const struct records_message *r, const char *ts)
+{
+	json_t *o = json_object();
+
+	set_str(o, "ts", ts);
+	set_str(o, "record", "message");
+	set_str(o, "session", r->session);
+	set_str(o, "tenant", r->tenant);
+	set_str(o, "user", r->user);
+	set_str(o, "sender", r->sender);
+	json_object_set_new(o, "recipients", json_integer(r->rcpts));
+	json_object_set_new(o, "size", json_integer((json_int_t)r->size));
+	json_object_set_new(o, "code", r->code ? json_integer(r->code) : json_null());
+	set_str(o, "reply", r->reply);
+	set_str(o, "by", r->by);
+	set_str(o, "queue_id", r->queue_id);
+	json_object_set_new(o, "relay", r->relay ? relay_json(r->relay) : json_null());
+	return json_line(o);
+}
+
+#define OR_DASH(s) ((s) && (s)[0] ? (s) : "-")
+
+static char *session_text(const struct records_session *r, const char *ts)
+{
+	const struct upstream_info *u = r->relay;
+
+	return xasprintf("%s session %s end=%s client=%s listener=%s sni=%s tenant=%s tls=%s%s%s user=%s "
+	                 "messages=%u in=%llu out=%llu duration_ms=%.0f relay=%s relay_tls=%s verified=%s "
+	                 "(%s)",
+	                 ts, r->id, r->end, r->client, r->listener, OR_DASH(r->sni), r->tenant,
+	                 OR_DASH(r->tls_version), r->cipher ? "/" : "", r->cipher ? r->cipher : "",
+	                 OR_DASH(r->user), r->messages, (unsigned long long)r->bytes_in,
+	                 (unsigned long long)r->bytes_out, r->duration_ms, u ? OR_DASH(u->addr) : "-",
+	                 u && u->tls ? u->tls_version : "-", u && u->tls && u->verified ? "yes" : "no",
+	                 r->detail);
+}
+
+static char *message_text(const struct records_message *r, const char *ts)
+{
+	return xasprintf("%s message %s sender=%s recipients=%u size=%llu code=%d by=%s queue_id=%s "
+	                 "reply=\"%s\"",
+	                 ts, r->session, OR_DASH(r->sender), r->rcpts, (unsigned long long)r->size, r->code,
+	                 r->by, OR_DASH(r->queue_id), r->reply ? r->reply : "");
+}
+
+char *records_session_line(const struct records_session *r, enum records_format format)
+{
+	char ts[40];
+
+	timestamp(ts, sizeof(ts));
+	return format == RECORDS_JSON ? session_json(r, ts) : session_text(r, ts);
+}
+
+char *records_message_line(const struct records_message *r, enum records_format format)
+{
+	char ts[40];
+
+	timestamp(ts, sizeof(ts));
+	return format == RECORDS_JSON ? message_json(r, ts) : message_text(r, ts);
+}
+
+void records_session(const struct records_session *r)
+{
+	emit(records_session_line(r, out_format));
+}
+
+void records_message(const struct records_message *r)
+{
+	emit(records_message_line(r, out_format));
+}

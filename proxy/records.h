@@ -1,0 +1,52 @@
+/* records: one line per session end and per message, for operators: a JSON object (jansson) or, with
+ * log_format = "text", a human line with a timestamp; written to stdout or to log_file, reopened on request.
+ * Plain data in, no protocol decisions. */
+#ifndef LIVERY_RECORDS_H
+#define LIVERY_RECORDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "upstream.h"
+
+enum records_format { RECORDS_JSON, RECORDS_TEXT };
+
+struct records_session {
+	const char *id, *listener, *client, *sni, *tenant, *brand;
+	const char *user;        /* the authenticated user, or NULL */
+	const char *tls_version; /* NULL: plaintext */
+	const char *cipher;
+	bool tls_resumed;
+	const char *end;    /* the end reason, from the documented vocabulary */
+	const char *detail; /* what the log line says about it */
+	unsigned messages;  /* accepted by the relay */
+	uint64_t bytes_in, bytes_out;
+	double duration_ms;
+	const struct upstream_info *relay; /* NULL when no relay leg was opened */
+};
+
+struct records_message {
+	const char *session, *tenant, *user;
+	const char *sender; /* the MAIL FROM argument's address */
+	unsigned rcpts;     /* recipients the relay accepted */
+	uint64_t size;      /* octets of content received */
+	int code;           /* the verdict: the relay's, or livery's own (0: none came) */
+	const char *reply;  /* its text, as the relay sent it (operators may see it) */
+	const char *by;     /* "relay" or "livery" */
+	const char *queue_id;
+	const struct upstream_info *relay;
+};
+
+/* Opens path for appending (NULL: stdout). False with a message in err. */
+bool records_open(const char *path, enum records_format format, char *err, size_t errlen);
+/* Reopens the file (logrotate moved it away); a failure keeps the old one and is logged. */
+void records_reopen(void);
+void records_close(void);
+void records_session(const struct records_session *r);
+void records_message(const struct records_message *r);
+/* The record as one line without its newline (for tests); the caller frees it. */
+char *records_session_line(const struct records_session *r, enum records_format format);
+char *records_message_line(const struct records_message *r, enum records_format format);
+
+#endif
