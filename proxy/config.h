@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "log.h"
 #include "smtp_proto.h"
@@ -74,11 +75,20 @@ struct limits_cfg {
 	unsigned shutdown_timeout_ms;
 };
 
+/* Who the worker processes run as, and where the master writes its pid. */
+struct process_cfg {
+	char *user, *group; /* names as configured (or the defaults "nobody" and its group) */
+	uid_t uid;
+	gid_t gid;
+	char *pid_file; /* absolute path, or NULL for none */
+};
+
 struct config {
 	char *path;
 	enum log_level log_level;
 	enum smtp_bare_policy bare_line_endings;
-	unsigned workers;
+	unsigned workers; /* default: the number of online CPUs */
+	struct process_cfg process;
 	struct listener_cfg *listeners;
 	size_t nlisteners;
 	struct region_cfg *regions;

@@ -358,7 +358,8 @@ static bool over_limits(struct session *s)
 	unsigned per_ip = iptable_inc(s->srv->per_ip, s->peer);
 
 	s->ip_counted = true;
-	if (s->srv->nsessions <= lim->max_connections && per_ip <= lim->max_connections_per_ip)
+	/* Both counts are global, across worker processes (iptable lives in shared memory). */
+	if (iptable_total(s->srv->per_ip) <= lim->max_connections && per_ip <= lim->max_connections_per_ip)
 		return false;
 	log_warn("%s: refusing %s: %s", s->id, s->peer,
 	         per_ip > lim->max_connections_per_ip ? "too many connections from this address"

@@ -363,7 +363,7 @@ class Livery(Process):
                                     **self.config_args))
             self._spawn([LIVERY_BIN, "-c", self.config_path, "--log-level", "debug"],
                         os.path.join(d, "livery.log"))
-            ready = re.compile(r"^livery\[\d+\]: info: ready\b", re.M)
+            ready = re.compile(r"^(?:\S+ )?livery\[\d+\]: info: ready\b", re.M)
             wait_until(lambda: ready.search(self.log()) or self.proc.poll() is not None, "livery to log 'ready'")
             if self.proc.poll() is None:
                 return self
