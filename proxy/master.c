@@ -19,8 +19,8 @@
 #include "util.h"
 #include "worker.h"
 
-/* A worker that dies sooner than this after its start is replaced only after this long, so a
- * worker that crashes at once cannot make the master fork in a tight loop. */
+/* A dead worker is replaced at once, but a generation forks replacements no more often than
+ * this, so workers that crash at once cannot make the master fork in a tight loop. */
 #define RESPAWN_DELAY_MS 1000
 
 enum gen_state { GEN_STARTING, GEN_SERVING, GEN_DRAINING };
@@ -31,10 +31,11 @@ struct gen {
 	enum gen_state state;
 	struct config *cfg;
 	struct certstore *certs;
-	int *fds;       /* the master's copies, one per cfg->listeners; -1 once closed */
-	unsigned live;  /* forked, not yet reaped */
-	unsigned ready; /* reported that they accept */
-	uint64_t t0;    /* uv_hrtime() when loading began */
+	int *fds;               /* the master's copies, one per cfg->listeners; -1 once closed */
+	unsigned live;          /* forked, not yet reaped */
+	unsigned ready;         /* reported that they accept */
+	uint64_t t0;            /* uv_hrtime() when loading began */
+	uint64_t last_replaced; /* uv_now() of the last replacement, 0 for none */
 	struct gen *next;
 };
 
@@ -44,8 +45,7 @@ struct proc {
 	struct gen *gen;
 	unsigned index; /* 0 .. workers-1 within its generation */
 	bool ready;
-	bool told;        /* sent SIGTERM: its exit is expected */
-	uint64_t started; /* uv_now() */
+	bool told; /* sent SIGTERM: its exit is expected */
 };
 
 struct master {
@@ -229,8 +229,10 @@ static void on_respawn(uv_timer_t *t)
 {
 	struct master *m = container_of(t, struct master, respawn);
 
-	if (m->current && !m->stopping)
+	if (m->current && !m->stopping) {
+		m->current->last_replaced = uv_now(&m->loop);
 		fill_gen(m, m->current);
+	}
 }
 
 static struct proc *free_slot(struct master *m)
@@ -266,7 +268,7 @@ static void spawn(struct master *m, struct gen *g, unsigned index)
 		fork_failed(m, g, strerror(errno));
 		return;
 	}
-	*p = (struct proc){.pid = pid, .gen = g, .index = index, .started = uv_now(&m->loop)};
+	*p = (struct proc){.pid = pid, .gen = g, .index = index};
 	g->live++;
 	log_debug("worker %d started (generation %u)", (int)pid, g->id);
 }
@@ -334,6 +336,7 @@ static void on_ready(struct master *m, pid_t pid)
 			continue;
 		p->ready = true;
 		p->gen->ready++;
+		log_info("worker %d ready (generation %u)", (int)pid, p->gen->id);
 		if (p->gen->state == GEN_STARTING && p->gen->ready >= p->gen->cfg->workers)
 			gen_serving(m, p->gen);
 		return;
@@ -376,13 +379,16 @@ static void maybe_finish(struct master *m)
  * other workers (other processes) never notice. */
 static void replace(struct master *m, struct proc *p, const char *how)
 {
-	uint64_t lived = uv_now(&m->loop) - p->started;
+	struct gen *g = p->gen;
+	uint64_t now = uv_now(&m->loop);
 
-	log_error("worker %d (generation %u) %s; replacing it", (int)p->pid, p->gen->id, how);
-	if (lived >= RESPAWN_DELAY_MS)
-		spawn(m, p->gen, p->index);
-	else if (!uv_is_active((uv_handle_t *)&m->respawn))
-		uv_timer_start(&m->respawn, on_respawn, RESPAWN_DELAY_MS, 0);
+	log_error("worker %d (generation %u) %s; replacing it", (int)p->pid, g->id, how);
+	if (!g->last_replaced || now - g->last_replaced >= RESPAWN_DELAY_MS) {
+		g->last_replaced = now;
+		spawn(m, g, p->index);
+	} else if (!uv_is_active((uv_handle_t *)&m->respawn)) {
+		uv_timer_start(&m->respawn, on_respawn, g->last_replaced + RESPAWN_DELAY_MS - now, 0);
+	}
 }
 
 static void on_worker_exit(struct master *m, struct proc *p, int wstatus)
