@@ -26,7 +26,6 @@ struct worker {
 	uv_poll_t signals;
 	int signal_fd;
 	uv_timer_t drain_timer;
-	unsigned terms; /* SIGTERM/SIGINT received */
 };
 
 /* The worker's state lives in static storage: what the master allocated before the fork stays
@@ -129,12 +128,15 @@ static void start_drain(struct worker *w)
 		uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv.cfg->limits.shutdown_timeout_ms, 0);
 }
 
+/* "End now" is SIGQUIT only, never a repeated SIGTERM: a Ctrl-C reaches the whole process
+ * group, so a worker may get SIGINT from the terminal and SIGTERM from the master for one and
+ * the same drain. The master turns a second SIGTERM into SIGQUIT. */
 static void on_signal(struct worker *w, int signo)
 {
 	if (signo == SIGHUP)
 		return; /* reloads are the master's business; a terminal hangup must not end us */
-	if (signo == SIGQUIT || ++w->terms > 1) {
-		log_debug("worker: signal %d: ending %zu sessions now", signo, w->srv.nsessions);
+	if (signo == SIGQUIT) {
+		log_debug("worker: SIGQUIT: ending %zu sessions now", w->srv.nsessions);
 		start_drain(w);
 		end_all_sessions(w);
 		return;

@@ -24,7 +24,7 @@ struct worker_args {
 
 /* Runs a worker in the child of a fork and exits the process: status 0 after a drain, 1 when
  * it could not start. Signals: SIGTERM or SIGINT stop accepting and let sessions finish for up
- * to shutdown_timeout (then 421); a second one, or SIGQUIT, ends the sessions at once. */
+ * to shutdown_timeout (then 421); SIGQUIT ends the sessions at once; SIGHUP is ignored. */
 _Noreturn void worker_main(const struct worker_args *args);
 
 #endif

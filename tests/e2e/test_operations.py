@@ -541,5 +541,49 @@ class GlobalTotalLimitTest(GlobalLimitsTest):
     livery_config = {"top_extra": ("workers = 2;", "limits = { max_connections = 3; };")}
 
 
+class SystemdTest(OperationsCase):
+    """The sd_notify protocol (a datagram socket in NOTIFY_SOCKET, as systemd provides) and
+    journald's priority prefixes (JOURNAL_STREAM naming stderr)."""
+
+    def start_under_systemd(self):
+        d = h.scratch("systemd")
+        sock_path = os.path.join(d, "notify")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(sock_path)
+        sock.settimeout(h.TIMEOUT)
+        log_path = os.path.join(d, "livery.log")
+        h.register_log("livery under systemd", log_path)
+        log = open(log_path, "ab")
+        self.addCleanup(log.close)
+        st = os.fstat(log.fileno())
+        env = dict(os.environ, NOTIFY_SOCKET=sock_path, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+        proc = subprocess.Popen([h.LIVERY_BIN, "-c", self.lv.config_path], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, env=env)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        return proc, sock, log_path
+
+    def test_notify_and_journal_prefixes(self):
+        self.stop_clean()  # this test runs its own livery, with the same configuration
+        proc, sock, log_path = self.start_under_systemd()
+        self.assertIn(b"READY=1", sock.recv(4096))
+        proc.send_signal(signal.SIGHUP)
+        self.assertIn(b"RELOADING=1", sock.recv(4096))
+        self.assertIn(b"READY=1", sock.recv(4096))
+        proc.send_signal(signal.SIGTERM)
+        self.assertIn(b"STOPPING=1", sock.recv(4096))
+        self.assertEqual(proc.wait(h.TIMEOUT), 0)
+        lines = h.read_text(log_path).splitlines()
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertRegex(line, r"^<[3467]>livery\[\d+\]: (error|warn|info|debug): ")
+        self.assertTrue(any(l.startswith("<6>") and "info: ready" in l for l in lines), lines)
+
+    def test_timestamps_without_journal(self):
+        for line in self.lv.log().splitlines():
+            self.assertRegex(line, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z livery\[\d+\]: ")
+        self.stop_clean()
+
+
 if __name__ == "__main__":
     h.main()
