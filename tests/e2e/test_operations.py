@@ -408,6 +408,19 @@ class CrashTest(OperationsCase):
     """A worker killed mid-session is replaced within a second (by livery's own clock), and the
     sessions of the other worker never notice."""
 
+    def setUp(self):
+        # In the sanitizer build a SIGSEGV would be caught and reported by AddressSanitizer
+        # (exit status 1); handle_segv=0 lets it kill the worker as it would in production.
+        old = os.environ.get("ASAN_OPTIONS")
+        os.environ["ASAN_OPTIONS"] = ":".join(x for x in (old, "handle_segv=0") if x)
+        try:
+            super().setUp()
+        finally:
+            if old is None:
+                del os.environ["ASAN_OPTIONS"]
+            else:
+                os.environ["ASAN_OPTIONS"] = old
+
     def spread_sessions(self):
         """Sessions until both workers hold at least one (bounded)."""
         sessions = []
