@@ -187,7 +187,8 @@ static void signal_gen(struct master *m, struct gen *g, int signo)
 }
 
 /* The generation stops accepting (its workers close their copies of the sockets, and the
- * master its own) and its workers exit once their sessions end. */
+ * master its own) and its workers exit once their sessions end. It is freed later, by
+ * collect_gens, so that no caller is left holding a freed generation. */
 static void gen_drain(struct master *m, struct gen *g)
 {
 	if (g->state == GEN_DRAINING)
@@ -195,9 +196,18 @@ static void gen_drain(struct master *m, struct gen *g)
 	g->state = GEN_DRAINING;
 	close_fds(g);
 	signal_gen(m, g, SIGTERM);
-	if (g->live == 0) {
-		unlink_gen(m, g);
-		gen_free(g);
+}
+
+/* Frees the draining generations whose last worker has exited; called at the end of each
+ * event handler that may have drained or reaped one. */
+static void collect_gens(struct master *m)
+{
+	for (struct gen *g = m->gens, *next; g; g = next) {
+		next = g->next;
+		if (g->state == GEN_DRAINING && g->live == 0) {
+			unlink_gen(m, g);
+			gen_free(g);
+		}
 	}
 }
 
@@ -233,6 +243,7 @@ static void on_respawn(uv_timer_t *t)
 		m->current->last_replaced = uv_now(&m->loop);
 		fill_gen(m, m->current);
 	}
+	collect_gens(m);
 }
 
 static struct proc *free_slot(struct master *m)
@@ -354,6 +365,7 @@ static void on_readiness(uv_poll_t *h, int status, int events)
 	/* Each report is one write of sizeof(pid_t) bytes: atomic on a pipe. */
 	while (read(m->ready_pipe[0], &pid, sizeof(pid)) == (ssize_t)sizeof(pid))
 		on_ready(m, pid);
+	collect_gens(m);
 }
 
 /* ---- exits ---- */
@@ -411,10 +423,6 @@ static void on_worker_exit(struct master *m, struct proc *p, int wstatus)
 		log_info("worker %d (generation %u) drained and exited", (int)dead.pid, g->id);
 	} else {
 		log_warn("worker %d (generation %u) %s", (int)dead.pid, g->id, how);
-	}
-	if (g->live == 0 && g->state == GEN_DRAINING) {
-		unlink_gen(m, g);
-		gen_free(g);
 	}
 }
 
@@ -488,6 +496,7 @@ static void on_signal_fd(uv_poll_t *h, int status, int events)
 		return;
 	while (read(m->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
 		on_signal(m, (int)si.ssi_signo);
+	collect_gens(m);
 }
 
 /* The signals are blocked and read from a signalfd rather than watched with uv_signal: libuv
@@ -556,6 +565,7 @@ int master_reload(struct master *m, const char *why)
 			gen_drain(m, o);
 	}
 	start_gen(m, g);
+	collect_gens(m);
 	return 0;
 }
 
