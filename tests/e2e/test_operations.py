@@ -500,6 +500,22 @@ class BlueGreenTest(OperationsCase):
         self.assertEqual(len([n for n in self.relay.messages() if n not in before]), 11)
         self.stop_clean(green)
 
+    def test_port_held_without_reuseport_is_an_error(self):
+        """Only sockets that all set SO_REUSEPORT share a port: livery does not start (exit 1)
+        on a port another program holds."""
+        other = socket.socket()
+        self.addCleanup(other.close)
+        other.bind((h.HOST, 0))
+        other.listen(1)
+        lv = ConfiguredLivery(self.relay, ports=(other.getsockname()[1], h.free_port()), **self.livery_config)
+        self.addCleanup(lv.kill)
+        with self.assertRaises(RuntimeError):
+            lv.start()
+        self.assertEqual(lv.proc.returncode, 1)
+        self.assertIn("cannot listen on %s port %d: address already in use" % (h.HOST, other.getsockname()[1]),
+                      lv.log())
+        self.stop_clean()
+
     @staticmethod
     def listening(port):
         n = 0
