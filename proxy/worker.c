@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include <uv.h>
@@ -220,6 +221,7 @@ void worker_main(const struct worker_args *a)
 	pid_t pid = getpid();
 
 	w->signal_fd = -1;
+	prctl(PR_SET_NAME, "livery-worker"); /* what ps -L, top and the kernel's messages show */
 	close_other_fds(a);
 	if (a->drop_privileges && !drop_privileges(&a->cfg->process))
 		_exit(1);

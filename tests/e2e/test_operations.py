@@ -375,6 +375,28 @@ class ShutdownDuringDataTest(OperationsCase):
         self.assertEqual(self.relay.messages(), before, "an unfinished message reached the relay")
 
 
+class ReloadTimeoutTest(OperationsCase):
+    """An old generation's sessions still open shutdown_timeout after a reload get 421 4.3.2,
+    and its workers exit; the new generation serves meanwhile."""
+
+    livery_config = {"top_extra": ("workers = 2;", "limits = { shutdown_timeout = 1; };")}
+
+    def test_old_sessions_end_at_shutdown_timeout(self):
+        idle = self.client(port=self.lv.starttls_port)
+        self.assertReply(idle.reply(), 220)
+        busy = self.session()
+        self.assertReply(busy.cmd("MAIL FROM:<ann@acme.test>"), 250)
+        old = set(self.lv.workers())
+        self.lv.wait_reloaded(self.lv.reload())
+        self.assertEqual(idle.reply().raw, "421 4.3.2 %s Service shutting down\r\n" % h.LISTENER_HOSTNAME)
+        self.assertEqual(busy.reply().raw, "421 4.3.2 smtp.acme.test Service shutting down\r\n")
+        idle.read_eof()
+        busy.read_eof()
+        h.wait_until(lambda: not (old & set(self.lv.workers())), "the old generation's workers to exit")
+        self.assertReply(self.message(self.session()), 250)
+        self.stop_clean()
+
+
 class PrivilegesTest(OperationsCase):
 
     def test_workers_run_as_nobody_and_master_as_root(self):
