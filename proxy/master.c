@@ -271,6 +271,7 @@ static void spawn(struct master *m, struct gen *g, unsigned index)
 	                           .shm = m->shm,
 	                           .region = (unsigned)(p - m->procs),
 	                           .ready_fd = m->ready_pipe[1],
+	                           .master = getpid(),
 	                           .drop_privileges = m->root};
 	pid_t pid = fork();
 	if (pid == 0)

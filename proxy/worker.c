@@ -178,6 +178,18 @@ static bool watch_signals(struct worker *w)
 	return uv_poll_start(&w->signals, UV_READABLE, on_signal_fd) == 0;
 }
 
+/* A worker must not outlive its master (killed, or crashed): it then gets SIGTERM and drains,
+ * like at a normal stop, while a new master (systemd's Restart=) may already bind the ports
+ * beside it. Set after the privilege drop, which clears it; the master may have died before. */
+static void follow_master(struct worker *w, pid_t master)
+{
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master) {
+		log_warn("worker: the master has exited; draining");
+		start_drain(w);
+	}
+}
+
 static bool start(struct worker *w, const struct worker_args *a)
 {
 	char err[512];
@@ -230,6 +242,7 @@ void worker_main(const struct worker_args *a)
 	 * worker's own allocations, which finish() has all released. */
 	if (ok && write(a->ready_fd, &pid, sizeof(pid)) == (ssize_t)sizeof(pid)) {
 		close(a->ready_fd);
+		follow_master(w, a->master);
 		uv_run(&w->loop, UV_RUN_DEFAULT);
 	}
 	finish(w);

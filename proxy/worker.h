@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "certstore.h"
 #include "config.h"
@@ -19,6 +20,7 @@ struct worker_args {
 	struct iptable_shm *shm;
 	unsigned region; /* the worker's region in shm */
 	int ready_fd;    /* the worker writes its pid here once it accepts connections */
+	pid_t master;    /* the master's pid: a worker whose master died drains and exits */
 	bool drop_privileges;
 };
 

@@ -495,6 +495,33 @@ class CrashTest(OperationsCase):
         self.check_crash(signal.SIGSEGV)
 
 
+class MasterDeathTest(OperationsCase):
+    """Workers do not outlive a killed master: they drain (the session in flight completes)
+    and exit."""
+
+    def gone(self, pid):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().split(")")[-1].split()[0] == "Z"  # exited, not yet reaped
+        except OSError:
+            return True
+
+    def test_workers_drain_and_exit_when_the_master_dies(self):
+        before = self.relay.messages()
+        workers = self.lv.workers()
+        c = self.session()
+        self.envelope(c)
+        self.lv.proc.kill()
+        self.lv.proc.wait(h.TIMEOUT)
+        c.send(h.dot_stuff(BODY) + b".\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.cmd("QUIT"), 221)
+        self.new_message(before)
+        h.wait_until(lambda: all(self.gone(p) for p in workers), "the workers to exit")
+        for word in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            self.assertNotIn(word, self.lv.log())
+
+
 class BlueGreenTest(OperationsCase):
     """A second livery binds the same ports (SO_REUSEPORT) and takes over while the first
     drains: the first's open session completes, new connections reach the second."""
