@@ -3,6 +3,9 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <libconfig.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,7 +26,7 @@ struct parse {
 
 static const char *const top_keys[] = {
         "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits",
-        "log_format", "log_file", NULL};
+        "user",      "group",   "pid_file",          "log_format", "log_file", NULL};
 static const char *const listener_keys[] = {
         "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth", NULL};
 static const char *const region_keys[] = {
@@ -651,6 +654,69 @@ static bool parse_records(struct parse *p, const config_setting_t *root)
 	return true;
 }
 
+/* One worker per online CPU, as nginx's "worker_processes auto". */
+static long long default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : n;
+}
+
+/* The user is looked up now, so that a missing one is a configuration error with its line,
+ * found by --check and by a reload, not a worker failing after the fork. */
+static bool parse_user(struct parse *p, const config_setting_t *root, struct process_cfg *pc)
+{
+	char buf[4096];
+	struct passwd pw, *found = NULL;
+
+	if (!get_string(p, root, "user", "nobody", &pc->user))
+		return false;
+	if (getpwnam_r(pc->user, &pw, buf, sizeof(buf), &found) != 0 || !found)
+		return fail(p, config_setting_get_member(root, "user"), "no such user '%s'", pc->user);
+	pc->uid = pw.pw_uid;
+	pc->gid = pw.pw_gid; /* the user's primary group, unless group says otherwise */
+	return true;
+}
+
+static bool parse_group(struct parse *p, const config_setting_t *root, struct process_cfg *pc)
+{
+	char buf[4096];
+	struct group gr, *found = NULL;
+	const config_setting_t *s = config_setting_get_member(root, "group");
+
+	if (!s) {
+		if (getgrgid_r(pc->gid, &gr, buf, sizeof(buf), &found) == 0 && found)
+			pc->group = xstrdup(gr.gr_name);
+		else
+			pc->group = xasprintf("%u", (unsigned)pc->gid);
+		return true;
+	}
+	if (!get_string(p, root, "group", NULL, &pc->group))
+		return false;
+	if (getgrnam_r(pc->group, &gr, buf, sizeof(buf), &found) != 0 || !found)
+		return fail(p, s, "no such group '%s'", pc->group);
+	pc->gid = gr.gr_gid;
+	return true;
+}
+
+static bool parse_pid_file(struct parse *p, const config_setting_t *root, struct process_cfg *pc)
+{
+	char *v = NULL;
+
+	if (!config_setting_get_member(root, "pid_file"))
+		return true;
+	if (!get_string(p, root, "pid_file", NULL, &v))
+		return false;
+	pc->pid_file = resolve_path(p, v);
+	free(v);
+	return true;
+}
+
+static bool parse_process(struct parse *p, const config_setting_t *root)
+{
+	struct process_cfg *pc = &p->cfg->process;
+	return parse_user(p, root, pc) && parse_group(p, root, pc) && parse_pid_file(p, root, pc);
+}
+
 static bool parse_top(struct parse *p, const config_t *lc)
 {
 	const config_setting_t *root = config_root_setting(lc);
@@ -665,7 +731,7 @@ static bool parse_top(struct parse *p, const config_t *lc)
 		return fail(p, config_setting_get_member(root, "log_level"),
 		            "'log_level' must be \"error\", \"warn\", \"info\" or \"debug\"");
 	long long workers;
-	if (!get_int(p, root, "workers", 1, 1, 64, &workers) ||
+	if (!get_int(p, root, "workers", default_workers(), 1, 64, &workers) || !parse_process(p, root) ||
 	    !get_string(p, root, "bare_line_endings", "reject", &level))
 		return false;
 	p->cfg->workers = (unsigned)workers;
@@ -740,6 +806,9 @@ void config_free(struct config *cfg)
 	free(cfg->tenants);
 	free(cfg->regions);
 	free(cfg->log_file);
+	free(cfg->process.user);
+	free(cfg->process.group);
+	free(cfg->process.pid_file);
 	free(cfg->path);
 	free(cfg);
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "log.h"
 #include "smtp_proto.h"
@@ -80,13 +81,22 @@ struct limits_cfg {
 
 enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT };
 
+/* Who the worker processes run as, and where the master writes its pid. */
+struct process_cfg {
+	char *user, *group; /* names as configured (or the defaults "nobody" and its group) */
+	uid_t uid;
+	gid_t gid;
+	char *pid_file; /* absolute path, or NULL for none */
+};
+
 struct config {
 	char *path;
 	enum log_level log_level;
 	enum config_log_format log_format; /* of the session and message records */
 	char *log_file;                    /* where they go; NULL: stdout */
 	enum smtp_bare_policy bare_line_endings;
-	unsigned workers;
+	unsigned workers; /* default: the number of online CPUs */
+	struct process_cfg process;
 	struct listener_cfg *listeners;
 	size_t nlisteners;
 	struct region_cfg *regions;

@@ -1,116 +1,169 @@
-/* iptable: connection counts per client address, for the per-IP connection limit; a chained hash table that
- * grows with its entries. */
+/* iptable: live connection counts, in total and per client address, shared by every worker process through
+ * memory the master maps before it forks; lock-free (C11 atomics). */
 #include "iptable.h"
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "util.h"
 
-struct entry {
-	struct entry *next;
-	unsigned count;
-	char ip[];
+/* A slot is one 64-bit word, so that a reader in another process always sees a key and its
+ * count together: the top 48 bits are the key (a seeded hash of the address, never 0), the
+ * low 16 bits the count. 0 is an empty slot.
+ *
+ * Each region has one writer (its worker), so inserting needs no compare-and-swap, and
+ * readers sum the regions. A slot is never emptied again: an address whose count falls to 0
+ * keeps its slot until the writer reuses it for another address on the same probe path, so
+ * probe paths never break under a reader. Colliding keys (a 2^-48 chance per pair) would only
+ * share a count, making the limit stricter for both. */
+#define KEY_SHIFT 16
+#define COUNT_MAX 0xffffu
+
+struct region {
+	_Atomic uint64_t total;
+	_Atomic uint64_t slots[IPTABLE_SLOTS];
+};
+
+struct iptable_shm {
+	uint64_t seed;
+	struct region regions[IPTABLE_REGIONS];
 };
 
 struct iptable {
-	struct entry **buckets;
-	size_t nbuckets;
-	size_t nentries;
+	struct iptable_shm *shm;
+	struct region *mine;
 };
 
-static uint64_t hash(const char *s)
+struct iptable_shm *iptable_shm_new(void)
 {
-	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+	struct iptable_shm *shm =
+	        mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
+	if (shm == MAP_FAILED)
+		abort(); /* like x*alloc: no memory at startup */
+	/* A secret seed, so that nobody can pick addresses that collide on purpose. */
+	if (getrandom(&shm->seed, sizeof(shm->seed), 0) != sizeof(shm->seed))
+		shm->seed = (uint64_t)(uintptr_t)shm ^ 0x9e3779b97f4a7c15ULL;
+	return shm;
 }
 
-struct iptable *iptable_new(void)
+void iptable_shm_free(struct iptable_shm *shm)
+{
+	if (shm)
+		munmap(shm, sizeof(*shm));
+}
+
+void iptable_shm_clear(struct iptable_shm *shm, unsigned region)
+{
+	struct region *r = &shm->regions[region];
+
+	for (size_t i = 0; i < IPTABLE_SLOTS; i++)
+		atomic_store_explicit(&r->slots[i], 0, memory_order_relaxed);
+	atomic_store(&r->total, 0);
+}
+
+struct iptable *iptable_new(struct iptable_shm *shm, unsigned region)
 {
 	struct iptable *t = xcalloc(1, sizeof(*t));
 
-	t->nbuckets = 64;
-	t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
+	t->shm = shm;
+	t->mine = &shm->regions[region];
 	return t;
 }
 
 void iptable_free(struct iptable *t)
 {
-	if (!t)
-		return;
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		for (struct entry *e = t->buckets[i], *next; e; e = next) {
-			next = e->next;
-			free(e);
-		}
-	}
-	free(t->buckets);
 	free(t);
 }
 
-static struct entry **find(const struct iptable *t, const char *ip)
+static uint64_t key_of(const struct iptable *t, const char *ip)
 {
-	struct entry **p = &t->buckets[hash(ip) & (t->nbuckets - 1)];
+	uint64_t h = 14695981039346656037ULL ^ t->shm->seed; /* FNV-1a, seeded */
 
-	while (*p && strcmp((*p)->ip, ip) != 0)
-		p = &(*p)->next;
-	return p;
+	for (; *ip; ip++)
+		h = (h ^ (unsigned char)*ip) * 1099511628211ULL;
+	h ^= h >> 29; /* FNV's high bits mix poorly: fold the low ones in */
+	h &= (1ULL << (64 - KEY_SHIFT)) - 1;
+	return h ? h : 1;
 }
 
-static void grow(struct iptable *t)
+/* The slot holding key in r, or (insert) the first reusable slot on its probe path: a slot
+ * whose count is 0, or else the empty one that ends the path. NULL when there is none. */
+static _Atomic uint64_t *find(struct region *r, uint64_t key, bool insert)
 {
-	size_t n = t->nbuckets * 2;
-	struct entry **b = xcalloc(n, sizeof(*b));
+	_Atomic uint64_t *reuse = NULL;
 
-	for (size_t i = 0; i < t->nbuckets; i++) {
-		for (struct entry *e = t->buckets[i], *next; e; e = next) {
-			next = e->next;
-			struct entry **slot = &b[hash(e->ip) & (n - 1)];
-			e->next = *slot;
-			*slot = e;
-		}
+	for (size_t i = 0; i < IPTABLE_PROBE; i++) {
+		_Atomic uint64_t *s = &r->slots[(key + i) & (IPTABLE_SLOTS - 1)];
+		uint64_t w = atomic_load(s);
+		if (w >> KEY_SHIFT == key)
+			return s;
+		if (w == 0)
+			return insert ? (reuse ? reuse : s) : NULL;
+		if ((w & COUNT_MAX) == 0 && !reuse)
+			reuse = s;
 	}
-	free(t->buckets);
-	t->buckets = b;
-	t->nbuckets = n;
+	return insert ? reuse : NULL;
 }
 
-unsigned iptable_inc(struct iptable *t, const char *ip)
+static unsigned count_in(struct region *r, uint64_t key)
 {
-	struct entry **p = find(t, ip);
-
-	if (!*p) {
-		size_t len = strlen(ip) + 1;
-		*p = xcalloc(1, sizeof(struct entry) + len);
-		memcpy((*p)->ip, ip, len);
-		if (++t->nentries > t->nbuckets * 2) {
-			grow(t);
-			p = find(t, ip);
-		}
-	}
-	return ++(*p)->count;
-}
-
-void iptable_dec(struct iptable *t, const char *ip)
-{
-	struct entry **p = find(t, ip);
-	struct entry *e = *p;
-
-	if (!e)
-		return;
-	if (--e->count == 0) {
-		*p = e->next;
-		free(e);
-		t->nentries--;
-	}
+	_Atomic uint64_t *s = find(r, key, false);
+	return s ? (unsigned)(atomic_load(s) & COUNT_MAX) : 0;
 }
 
 unsigned iptable_count(const struct iptable *t, const char *ip)
 {
-	struct entry *const *p = find(t, ip);
-	return *p ? (*p)->count : 0;
+	uint64_t key = key_of(t, ip);
+	unsigned n = 0;
+
+	for (size_t i = 0; i < IPTABLE_REGIONS; i++)
+		n += count_in(&t->shm->regions[i], key);
+	return n;
+}
+
+unsigned iptable_total(const struct iptable *t)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < IPTABLE_REGIONS; i++)
+		n += atomic_load(&t->shm->regions[i].total);
+	return n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
+}
+
+/* Counts first and reads the sum after (both sequentially consistent): of two workers
+ * admitting the same address at once, at least the later one sees both counts, so the limit
+ * is never exceeded (at worst both refuse). */
+unsigned iptable_inc(struct iptable *t, const char *ip)
+{
+	uint64_t key = key_of(t, ip);
+	_Atomic uint64_t *s = find(t->mine, key, true);
+
+	atomic_fetch_add(&t->mine->total, 1);
+	if (!s)
+		return IPTABLE_FULL;
+	uint64_t w = atomic_load(s);
+	unsigned count = w >> KEY_SHIFT == key ? (unsigned)(w & COUNT_MAX) : 0;
+	if (count == COUNT_MAX)
+		return IPTABLE_FULL;
+	atomic_store(s, key << KEY_SHIFT | (count + 1));
+	return iptable_count(t, ip);
+}
+
+void iptable_dec(struct iptable *t, const char *ip)
+{
+	uint64_t key = key_of(t, ip);
+	_Atomic uint64_t *s = find(t->mine, key, false);
+
+	atomic_fetch_sub(&t->mine->total, 1);
+	if (!s)
+		return; /* it was never counted (IPTABLE_FULL) */
+	uint64_t w = atomic_load(s);
+	if ((w & COUNT_MAX) > 0)
+		atomic_store(s, w - 1);
 }

@@ -1,77 +1,61 @@
-/* main: command line, configuration loading, signals, worker threads (one event loop each), and drain on
- * shutdown; no SMTP and no wolfSSL here. */
+/* main: the command line (run, reload, --check); everything after that is master.c's and worker.c's; no SMTP
+ * and no wolfSSL here. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 #include "certstore.h"
 #include "config.h"
-#include "listener.h"
 #include "log.h"
-#include "records.h"
-#include "server.h"
-#include "session.h"
+#include "master.h"
 #include "tls.h"
-#include "util.h"
 
 #ifndef LIVERY_VERSION
 #error "LIVERY_VERSION comes from CMakeLists.txt (project VERSION)"
 #endif
 
 static const char usage[] =
-        "Usage: livery -c FILE [--check] [--log-level LEVEL]\n"
+        "Usage: livery [run] -c FILE [--log-level LEVEL]\n"
+        "       livery reload -c FILE\n"
+        "       livery --check -c FILE\n"
         "\n"
         "livery is an SMTP submission proxy: it answers under branded host names with the\n"
         "certificate chosen by SNI, passes the client's AUTH through, and relays each session\n"
         "over verified TLS to the tenant's upstream relay.\n"
         "\n"
+        "Commands:\n"
+        "  run                    (the default) start: a master process that keeps the\n"
+        "                         configuration, keys and listening sockets, and `workers`\n"
+        "                         worker processes, running as `user`/`group`, that serve\n"
+        "  reload                 ask the running livery (the pid in the configuration's\n"
+        "                         pid_file) to reload its configuration: the same as SIGHUP\n"
+        "\n"
         "Options:\n"
-        "  -c, --config FILE      configuration file (see config/livery.conf)\n"
-        "      --check            validate the configuration (including certificates and\n"
-        "                         keys), print \"FILE: OK\" and exit\n"
+        "  -c, --config FILE      configuration file (see config/livery.conf, livery(8))\n"
+        "      --check            validate the configuration (including certificates, keys and\n"
+        "                         the user and group), print \"FILE: OK\" and exit\n"
         "  -l, --log-level LEVEL  error, warn, info or debug (overrides log_level)\n"
         "  -h, --help             show this help\n"
         "  -V, --version          show the version\n"
         "\n"
-        "Exit status: 0 on success, 1 on a runtime error (e.g. a port cannot be bound),\n"
-        "2 on a usage or configuration error. SIGTERM or SIGINT stops accepting, lets\n"
-        "sessions finish for up to limits.shutdown_timeout seconds (default 10), then ends\n"
-        "them with 421; a second signal ends them at once.\n";
+        "Signals to the master: SIGHUP reloads: the new configuration is loaded completely\n"
+        "and, if good, new workers start with it while the old ones stop accepting and finish\n"
+        "their sessions; if bad, it is rejected (the log says FILE:LINE) and nothing changes.\n"
+        "SIGTERM or SIGINT stops accepting, lets sessions finish for up to\n"
+        "limits.shutdown_timeout seconds (default 10), then ends them with 421; a second signal\n"
+        "(or SIGQUIT) ends them at once. A worker that dies is replaced within a second.\n"
+        "\n"
+        "Exit status: 0 on success, 1 on a runtime error (e.g. a port cannot be bound, or no\n"
+        "livery runs for `reload`), 2 on a usage or configuration error.\n";
 
 struct options {
+	const char *command;
 	const char *config;
 	const char *log_level;
 	bool check;
-};
-
-enum worker_command { CMD_NONE, CMD_DRAIN, CMD_END_SESSIONS };
-
-/* One event loop and everything on it; the main thread only watches signals. */
-struct worker {
-	uv_loop_t loop;
-	struct server srv;
-	struct listeners *listeners;
-	uv_async_t wake;
-	uv_timer_t drain_timer;
-	uv_thread_t thread;
-	atomic_int command;
-	bool wake_closed; /* under app->wake_lock: no uv_async_send once the handle closes */
-	struct app *app;
-};
-
-struct app {
-	uv_loop_t loop;
-	uv_signal_t sigterm, sigint, sigusr1;
-	uv_async_t worker_done;
-	atomic_int workers_running;
-	bool signalled;
-	uv_mutex_t wake_lock;
-	struct worker *workers;
-	unsigned nworkers;
 };
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -105,248 +89,90 @@ static int parse_args(int argc, char **argv, struct options *o)
 			return 2;
 		}
 	}
-	if (optind < argc || !o->config) {
-		fprintf(stderr, "livery: %s\n\n%s",
-		        optind < argc ? "unexpected argument" : "-c FILE is required", usage);
+	o->command = optind < argc ? argv[optind++] : "run";
+	const char *problem = optind < argc ? "unexpected argument"
+	                      : !o->config  ? "-c FILE is required"
+	                      : strcmp(o->command, "run") != 0 && strcmp(o->command, "reload") != 0
+	                              ? "unknown command"
+	                              : NULL;
+	if (problem) {
+		fprintf(stderr, "livery: %s\n\n%s", problem, usage);
 		return 2;
 	}
 	return 0;
 }
 
-static void close_handle(uv_handle_t *h, void *arg)
+/* --check: everything the master would load, nothing bound. */
+static int check(const char *path)
 {
-	(void)arg;
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
+	char err[1024];
+	struct config *cfg = config_load(path, err, sizeof(err));
+	struct certstore *certs = NULL;
 
-/* ---- in a worker's thread ---- */
-
-static void on_drained(struct server *srv)
-{
-	struct worker *w = container_of(srv, struct worker, srv);
-
-	uv_mutex_lock(&w->app->wake_lock);
-	w->wake_closed = true;
-	uv_walk(&w->loop, close_handle, NULL); /* the loop, and so the thread, then ends */
-	uv_mutex_unlock(&w->app->wake_lock);
-}
-
-static void end_all_sessions(struct worker *w)
-{
-	struct session *s = w->srv.sessions;
-
-	while (s) {
-		struct session *next = session_next(s);
-		session_shutdown(s); /* does not free s now: it frees itself once its handles close */
-		s = next;
+	if (cfg) {
+		tls_global_init();
+		certs = certstore_new(cfg, err, sizeof(err));
 	}
-}
-
-static void on_drain_timeout(uv_timer_t *t)
-{
-	struct worker *w = container_of(t, struct worker, drain_timer);
-
-	log_warn("drain timeout: ending %zu sessions", w->srv.nsessions);
-	end_all_sessions(w);
-}
-
-static void start_drain(struct worker *w)
-{
-	if (w->srv.draining)
-		return;
-	w->srv.draining = true;
-	listeners_close(w->listeners);
-	w->listeners = NULL;
-	if (w->srv.nsessions == 0)
-		on_drained(&w->srv);
+	if (certs)
+		printf("%s: OK\n", path);
 	else
-		uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv.cfg->limits.shutdown_timeout_ms, 0);
+		fprintf(stderr, "%s\n", err);
+	certstore_free(certs);
+	if (cfg)
+		tls_global_cleanup();
+	config_free(cfg);
+	return certs ? 0 : 2;
 }
 
-static void on_wake(uv_async_t *a)
+/* `livery reload`: the configuration names the pid file; the running master does the rest. */
+static int reload(const char *path)
 {
-	struct worker *w = container_of(a, struct worker, wake);
-	int cmd = atomic_exchange(&w->command, CMD_NONE);
+	char err[1024], buf[32] = "";
+	struct config *cfg = config_load(path, err, sizeof(err));
+	int rc = 2;
 
-	if (cmd == CMD_END_SESSIONS) {
-		start_drain(w);
-		end_all_sessions(w);
-	} else if (cmd == CMD_DRAIN) {
-		start_drain(w);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return rc;
 	}
-}
-
-static void worker_run(void *arg)
-{
-	struct worker *w = arg;
-
-	uv_run(&w->loop, UV_RUN_DEFAULT);
-	tls_thread_cleanup();
-	atomic_fetch_sub(&w->app->workers_running, 1);
-	uv_async_send(&w->app->worker_done);
-}
-
-/* Runs in the main thread before the worker's thread starts, so bind errors are reported
- * before livery says it is ready. */
-static int worker_init(struct worker *w, struct app *app, int index, const struct config *cfg,
-                       const struct certstore *certs)
-{
-	char err[512];
-
-	w->app = app;
-	uv_loop_init(&w->loop);
-	w->srv = (struct server){.loop = &w->loop,
-	                         .cfg = cfg,
-	                         .certs = certs,
-	                         .on_drained = on_drained,
-	                         .worker = index,
-	                         .reuse_port = cfg->workers > 1,
-	                         .per_ip = iptable_new(),
-	                         .unauth_legs_per_ip = iptable_new(),
-	                         .relay_sessions = tls_session_cache_new()};
-	uv_async_init(&w->loop, &w->wake, on_wake);
-	uv_timer_init(&w->loop, &w->drain_timer);
-	w->listeners = listeners_open(&w->srv, err, sizeof(err));
-	if (w->listeners)
-		return 0;
-	log_error("%s", err);
-	return -1;
-}
-
-static void worker_free(struct worker *w)
-{
-	uv_walk(&w->loop, close_handle, NULL);
-	uv_run(&w->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&w->loop);
-	iptable_free(w->srv.per_ip);
-	iptable_free(w->srv.unauth_legs_per_ip);
-	tls_session_cache_free(w->srv.relay_sessions);
-}
-
-/* ---- in the main thread ---- */
-
-static void tell_workers(struct app *app, enum worker_command cmd)
-{
-	uv_mutex_lock(&app->wake_lock);
-	for (unsigned i = 0; i < app->nworkers; i++) {
-		atomic_store(&app->workers[i].command, cmd);
-		if (!app->workers[i].wake_closed)
-			uv_async_send(&app->workers[i].wake);
-	}
-	uv_mutex_unlock(&app->wake_lock);
-}
-
-static void on_signal(uv_signal_t *sig, int signum)
-{
-	struct app *app = sig->data;
-
-	if (app->signalled) {
-		log_warn("second signal: ending all sessions now");
-		tell_workers(app, CMD_END_SESSIONS);
-		return;
-	}
-	app->signalled = true;
-	log_info("signal %d: no longer accepting; draining sessions", signum);
-	tell_workers(app, CMD_DRAIN);
-}
-
-/* logrotate moved log_file away: the records go on in a new file under its name. */
-static void on_sigusr1(uv_signal_t *sig, int signum)
-{
-	records_reopen();
-}
-
-static void on_worker_done(uv_async_t *a)
-{
-	struct app *app = container_of(a, struct app, worker_done);
-
-	if (atomic_load(&app->workers_running) == 0) {
-		log_info("all sessions ended; exiting");
-		uv_walk(&app->loop, close_handle, NULL);
-		/* Closing the watchers restored the default actions: a late signal must not kill
-		 * a process that is already exiting cleanly. */
-		signal(SIGTERM, SIG_IGN);
-		signal(SIGINT, SIG_IGN);
-	}
-}
-
-static int run(struct app *app, const struct config *cfg, const struct certstore *certs)
-{
-	app->nworkers = cfg->workers;
-	app->workers = xcalloc(app->nworkers, sizeof(struct worker));
-	uv_loop_init(&app->loop);
-	uv_mutex_init(&app->wake_lock);
-	int rc = 0;
-	unsigned n = 0;
-	for (; n < app->nworkers && rc == 0; n++)
-		rc = worker_init(&app->workers[n], app, (int)n, cfg, certs);
-	if (rc == 0) {
-		uv_signal_init(&app->loop, &app->sigterm);
-		uv_signal_init(&app->loop, &app->sigint);
-		uv_async_init(&app->loop, &app->worker_done, on_worker_done);
-		app->sigterm.data = app->sigint.data = app;
-		uv_signal_start(&app->sigterm, on_signal, SIGTERM);
-		uv_signal_start(&app->sigint, on_signal, SIGINT);
-		uv_signal_init(&app->loop, &app->sigusr1);
-		uv_signal_start(&app->sigusr1, on_sigusr1, SIGUSR1);
-		atomic_store(&app->workers_running, (int)n);
-		for (unsigned i = 0; i < n; i++)
-			uv_thread_create(&app->workers[i].thread, worker_run, &app->workers[i]);
-		log_info("ready (%u worker%s)", n, n == 1 ? "" : "s");
-		uv_run(&app->loop, UV_RUN_DEFAULT);
-		for (unsigned i = 0; i < n; i++)
-			uv_thread_join(&app->workers[i].thread);
-	}
-	for (unsigned i = 0; i < n; i++)
-		worker_free(&app->workers[i]);
-	uv_walk(&app->loop, close_handle, NULL);
-	uv_run(&app->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&app->loop);
-	uv_mutex_destroy(&app->wake_lock);
-	free(app->workers);
-	return rc == 0 ? 0 : 1;
+	FILE *f = cfg->process.pid_file ? fopen(cfg->process.pid_file, "re") : NULL;
+	long pid = f && fgets(buf, sizeof(buf), f) ? strtol(buf, NULL, 10) : 0;
+	if (!cfg->process.pid_file)
+		fprintf(stderr, "livery: %s sets no pid_file: send SIGHUP to the master instead\n", path);
+	else if (pid <= 0)
+		fprintf(stderr, "livery: no livery pid in %s\n", cfg->process.pid_file), rc = 1;
+	else if (kill((pid_t)pid, SIGHUP) != 0)
+		fprintf(stderr, "livery: cannot signal pid %ld: %s\n", pid, strerror(errno)), rc = 1;
+	else
+		printf("livery: asked pid %ld to reload\n", pid), rc = 0;
+	if (f)
+		fclose(f);
+	config_free(cfg);
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
 	struct options o = {0};
-	char err[1024];
-	enum log_level level;
+	struct master_options mo = {0};
 
 	int rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;
-	if (o.log_level && !log_level_parse(o.log_level, &level)) {
+	if (o.log_level && !log_level_parse(o.log_level, &mo.log_level)) {
 		fprintf(stderr, "livery: unknown log level '%s'\n", o.log_level);
 		return 2;
 	}
-	struct config *cfg = config_load(o.config, err, sizeof(err));
-	if (!cfg) {
-		fprintf(stderr, "%s\n", err);
-		return 2;
-	}
-	log_set_level(o.log_level ? level : cfg->log_level);
+	if (o.check)
+		return check(o.config);
+	if (strcmp(o.command, "reload") == 0)
+		return reload(o.config);
+	/* libuv does not ignore SIGPIPE, and a peer closing mid-write must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	mo.config_path = o.config;
+	mo.log_level_forced = o.log_level != NULL;
 	tls_global_init();
-	struct certstore *certs = certstore_new(cfg, err, sizeof(err));
-	if (!certs) {
-		fprintf(stderr, "%s\n", err);
-		rc = 2;
-	} else if (o.check) {
-		printf("%s: OK\n", o.config);
-	} else if (!records_open(cfg->log_file, cfg->log_format == CONFIG_LOG_TEXT ? RECORDS_TEXT : RECORDS_JSON,
-	                         err, sizeof(err))) {
-		fprintf(stderr, "livery: log_file %s\n", err);
-		rc = 1;
-	} else {
-		/* libuv does not ignore SIGPIPE, and a peer closing mid-write must not kill us. */
-		signal(SIGPIPE, SIG_IGN);
-		static struct app app;
-		rc = run(&app, cfg, certs);
-		records_close();
-	}
-	certstore_free(certs);
-	config_free(cfg);
+	rc = master_run(&mo);
 	tls_global_cleanup();
 	return rc;
 }

@@ -38,6 +38,20 @@ static int open_file(const char *path)
 	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
+bool records_prepare(const char *path, int uid, int gid, char *err, size_t errlen)
+{
+	int fd = open_file(path);
+
+	if (fd < 0 || fchown(fd, (uid_t)uid, (gid_t)gid) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
 bool records_open(const char *path, enum records_format format, char *err, size_t errlen)
 {
 	out_format = format;

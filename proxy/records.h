@@ -38,6 +38,9 @@ struct records_message {
 	const struct upstream_info *relay;
 };
 
+/* Creates path if needed and gives it to uid:gid (-1: leave as is), so that a process that
+ * gave up root can open it. False with a message in err. */
+bool records_prepare(const char *path, int uid, int gid, char *err, size_t errlen);
 /* Opens path for appending (NULL: stdout). False with a message in err. */
 bool records_open(const char *path, enum records_format format, char *err, size_t errlen);
 /* Reopens the file (logrotate moved it away); a failure keeps the old one and is logged. */

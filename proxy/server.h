@@ -1,5 +1,5 @@
-/* server: what one event loop's sessions share (config, certificates, the session list, drain state); plain
- * data, owned by listener.c. */
+/* server: what one worker process's sessions share (its generation's config and certificates, the session
+ * list, drain state); plain data, owned by worker.c. */
 #ifndef LIVERY_SERVER_H
 #define LIVERY_SERVER_H
 
@@ -21,13 +21,13 @@ struct server {
 	const struct certstore *certs;
 	struct session *sessions; /* doubly linked through session->next/prev */
 	size_t nsessions;
-	struct iptable *per_ip;                   /* live sessions per client address */
-	struct iptable *unauth_legs_per_ip;       /* relay legs of unauthenticated sessions, per address */
-	unsigned unauth_legs;                     /* and in all */
+	struct iptable *per_ip; /* live sessions, per client address and in total, across workers */
+	/* Relay legs of sessions not yet authenticated, per client address and in total, across
+	 * workers. */
+	struct iptable *unauth_legs;
 	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
 	uint64_t next_id;
-	int worker;      /* index of the worker (event loop) this server runs in */
-	bool reuse_port; /* several workers bind the same ports */
+	int worker; /* the worker's pid: session ids ("w<pid>s<n>") stay unique across processes */
 	bool draining;
 	/* Called when draining and the last session has ended. */
 	void (*on_drained)(struct server *srv);

@@ -118,8 +118,8 @@ static bool unauth_legs_over(const struct session *s)
 {
 	const struct limits_cfg *lim = &s->srv->cfg->limits;
 
-	return s->srv->unauth_legs >= lim->max_unauth_legs ||
-	       iptable_count(s->srv->unauth_legs_per_ip, s->peer) >= lim->max_unauth_legs_per_ip;
+	return iptable_total(s->srv->unauth_legs) >= lim->max_unauth_legs ||
+	       iptable_count(s->srv->unauth_legs, s->peer) >= lim->max_unauth_legs_per_ip;
 }
 
 /* Counts the leg being opened until its session authenticates. */
@@ -127,8 +127,7 @@ static void unauth_leg_take(struct session *s)
 {
 	if (session_has(s, SF_AUTHED) || session_has(s, SF_UNAUTH_LEG))
 		return;
-	s->srv->unauth_legs++;
-	iptable_inc(s->srv->unauth_legs_per_ip, s->peer);
+	iptable_inc(s->srv->unauth_legs, s->peer);
 	session_set(s, SF_UNAUTH_LEG, true);
 }
 
@@ -137,8 +136,7 @@ static void unauth_leg_release(struct session *s)
 	if (!session_has(s, SF_UNAUTH_LEG))
 		return;
 	session_set(s, SF_UNAUTH_LEG, false);
-	s->srv->unauth_legs--;
-	iptable_dec(s->srv->unauth_legs_per_ip, s->peer);
+	iptable_dec(s->srv->unauth_legs, s->peer);
 }
 
 void session_drop_upstream(struct session *s, bool quit)
@@ -286,7 +284,7 @@ bool session_start_upstream(struct session *s, bool on_demand)
 		return false; /* nobody would close a relay leg opened now */
 	if (!on_demand && !session_has(s, SF_AUTHED) && unauth_legs_over(s)) {
 		log_info("%s: relay leg deferred to AUTH: %u unauthenticated relay legs held (limits)", s->id,
-		         s->srv->unauth_legs);
+		         iptable_total(s->srv->unauth_legs));
 		return false;
 	}
 	unauth_leg_take(s);
@@ -504,7 +502,8 @@ static bool over_limits(struct session *s)
 	unsigned per_ip = iptable_inc(s->srv->per_ip, s->peer);
 
 	session_set(s, SF_IP_COUNTED, true);
-	if (s->srv->nsessions <= lim->max_connections && per_ip <= lim->max_connections_per_ip)
+	/* Both counts are global, across worker processes (iptable lives in shared memory). */
+	if (iptable_total(s->srv->per_ip) <= lim->max_connections && per_ip <= lim->max_connections_per_ip)
 		return false;
 	log_warn("%s: refusing %s: %s", s->id, s->peer,
 	         per_ip > lim->max_connections_per_ip ? "too many connections from this address"

@@ -364,7 +364,7 @@ class Livery(Process):
                                     **self.config_args))
             self._spawn([LIVERY_BIN, "-c", self.config_path, "--log-level", "debug"],
                         os.path.join(d, "livery.log"))
-            ready = re.compile(r"^livery\[\d+\]: info: ready\b", re.M)
+            ready = re.compile(r"^(?:\S+ )?livery\[\d+\]: info: ready\b", re.M)
             wait_until(lambda: ready.search(self.log()) or self.proc.poll() is not None, "livery to log 'ready'")
             if self.proc.poll() is None:
                 return self
@@ -442,13 +442,39 @@ def flood(sock, data, limit, stall=2.0, bound=TIMEOUT, first=b""):
     return sent
 
 
+def children(pid):
+    """PIDs of the live children of a process (livery's master: its workers)."""
+    out = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _rss_one(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def rss_kib(pid):
-    """VmRSS of a process, in KiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
+    """VmRSS of a process and its children (livery's master and its workers), in KiB."""
+    own = _rss_one(pid)
+    if own is None:
+        raise AssertionError("no VmRSS for %d" % pid)
+    return own + sum(_rss_one(c) or 0 for c in children(pid))
 
 
 def under_asan(pid):

@@ -135,6 +135,10 @@ class TextFileRecordsTest(h.ProxyTestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = h.scratch("records")
+        # The workers reopen log_file after giving up root: its directory must be searchable
+        # by their user (nobody), as /var/log/livery would be by the livery user.
+        os.chmod(h.workdir(), 0o711)
+        os.chmod(cls.dir, 0o711)
         cls.path = os.path.join(cls.dir, "records.log")
         cls.livery_config = {"top_extra": ['log_format = "text";', 'log_file = "%s";' % cls.path]}
         super().setUpClass()

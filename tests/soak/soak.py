@@ -131,8 +131,19 @@ def log(msg=""):
 
 # ---- livery's resources, from /proc ----
 
+def family(pid):
+    """livery's master and its worker processes."""
+    return [pid] + harness.children(pid)
+
+
 def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
+    n = 0
+    for p in family(pid):
+        try:
+            n += len(os.listdir("/proc/%d/fd" % p))
+        except OSError:
+            pass  # a worker that just exited
+    return n
 
 
 def proc_status(pid, field):
@@ -144,7 +155,7 @@ def proc_status(pid, field):
 
 
 def rss_kib(pid):
-    return proc_status(pid, "VmRSS")
+    return harness.rss_kib(pid)
 
 
 def tcp_states():
@@ -170,12 +181,19 @@ def describe_fds(pid, ports):
     """What livery's descriptors are: a count per kind, sockets by TCP state and port role."""
     states = tcp_states()
     kinds = collections.Counter()
-    d = "/proc/%d/fd" % pid
-    for fd in os.listdir(d):
+    targets = []
+    for p in family(pid):
+        d = "/proc/%d/fd" % p
         try:
-            target = os.readlink(os.path.join(d, fd))
+            fds = os.listdir(d)
         except OSError:
             continue
+        for fd in fds:
+            try:
+                targets.append(os.readlink(os.path.join(d, fd)))
+            except OSError:
+                continue
+    for target in targets:
         m = re.match(r"socket:\[(\d+)\]", target)
         if m and m.group(1) in states:
             st, lport, rport = states[m.group(1)]

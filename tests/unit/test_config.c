@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <ftw.h>
 #include <unistd.h>
@@ -1149,6 +1152,54 @@ static void test_err_included_file_full_path(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* The process options: workers as nobody/nogroup by default, one per CPU, no pid file. */
+static void test_process_defaults(void **state)
+{
+	struct ctx *c = *state;
+	struct config *cfg = load_ok(c, minimal);
+	struct passwd *pw = getpwnam("nobody");
+
+	assert_non_null(pw);
+	assert_string_equal(cfg->process.user, "nobody");
+	assert_int_equal(cfg->process.uid, pw->pw_uid);
+	assert_int_equal(cfg->process.gid, pw->pw_gid);
+	assert_null(cfg->process.pid_file);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	assert_int_equal(cfg->workers, cpus < 1 ? 1 : cpus > 64 ? 64 : cpus);
+	config_free(cfg);
+}
+
+static void test_process_set(void **state)
+{
+	struct ctx *c = *state;
+	char want[256];
+	struct config *cfg =
+	        load_ok(c, LISTENER_LINE TENANT_LINE "user = \"root\";\ngroup = \"daemon\";\n"
+	                                             "pid_file = \"run/livery.pid\";\nworkers = 3;\n");
+
+	assert_string_equal(cfg->process.user, "root");
+	assert_int_equal(cfg->process.uid, 0);
+	assert_string_equal(cfg->process.group, "daemon");
+	assert_int_equal(cfg->process.gid, getgrnam("daemon")->gr_gid);
+	snprintf(want, sizeof(want), "%s/run/livery.pid", c->dir);
+	assert_string_equal(cfg->process.pid_file, want);
+	assert_int_equal(cfg->workers, 3);
+	config_free(cfg);
+}
+
+static void test_err_process(void **state)
+{
+	struct ctx *c = *state;
+
+	expect_err(c, LISTENER_LINE TENANT_LINE "\nuser = \"no-such-user-livery\";\n", 4,
+	           "no such user 'no-such-user-livery'");
+	expect_err(c, LISTENER_LINE TENANT_LINE "group = \"no-such-group-livery\";\n", 3,
+	           "no such group 'no-such-group-livery'");
+	expect_err(c, LISTENER_LINE TENANT_LINE "pid_file = \"\";\n", 3, "'pid_file' must not be empty");
+	expect_err(c, LISTENER_LINE TENANT_LINE "user = 0;\n", 3, "'user' must be a string");
+	expect_err(c, LISTENER_LINE TENANT_LINE "workers = 0;\n", 3, "'workers' must be between 1 and 64");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1186,6 +1237,9 @@ int main(void)
 	    T(test_err_in_included_file),
 	    T(test_err_syntax_in_included_file),
 	    T(test_err_included_file_full_path),
+	    T(test_process_defaults),
+	    T(test_process_set),
+	    T(test_err_process),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
