@@ -56,6 +56,9 @@ static void reject_reason(const struct session *s, int *code, const char **text)
 	*text = "5.3.4 Message size exceeds fixed maximum message size";
 	if (s->filter.long_line) {
 		*text = "5.6.0 Message rejected: a line is longer than 998 octets";
+	} else if (s->filter.nul) {
+		*code = 554;
+		*text = "5.6.0 Message rejected: NUL octet in message content";
 	} else if (s->filter.bare) {
 		*code = 554;
 		*text = "5.6.0 Message rejected: bare CR or LF in message content";
