@@ -286,8 +286,8 @@ static bool tls_peek(struct stream *s)
 	tls_ctx *ctx = r == TLS_PEEK_DONE ? s->ops->select_ctx(s->owner, s->sni) : NULL;
 	if (s->closing)
 		return false;
-	if (ctx)
-		s->tls = tls_conn_new(ctx, &s->cin, tls_send, s);
+	if (ctx && (s->tls = tls_conn_new(ctx, &s->cin, tls_send, s)) != NULL)
+		tls_conn_set_server_name(s->tls, s->sni);
 	if (!s->tls) {
 		tls_failed(s);
 		return false;

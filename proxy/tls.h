@@ -38,6 +38,9 @@ struct tls_conn *tls_conn_new(tls_ctx *ctx, struct iobuf *in, tls_send_fn send, 
 void tls_conn_free(struct tls_conn *c);
 /* Client side: the SNI to send, and the name the certificate must match (NULL: none). */
 void tls_conn_set_client_names(struct tls_conn *c, const char *sni, const char *verify_name);
+/* Server side, before the handshake: the host name the client asked for by SNI ("" for
+ * none). A session is only resumed under the context and name it was made for (RFC 6066 3). */
+void tls_conn_set_server_name(struct tls_conn *c, const char *name);
 /* Tells the connection the peer closed its side: reads then fail instead of wanting more. */
 void tls_conn_set_eof(struct tls_conn *c);
 enum tls_status tls_conn_handshake(struct tls_conn *c);
