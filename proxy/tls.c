@@ -455,29 +455,6 @@ void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls
 	cache->n++;
 }
 
-enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap)
-{
-	const unsigned char *u = (const unsigned char *)buf;
-	byte out[256];
-	word32 outlen = sizeof(out) - 1;
-
-	sni[0] = '\0';
-	if (len >= 1 && u[0] != 0x16)
-		return TLS_PEEK_NOT_TLS;
-	if (len < 5)
-		return TLS_PEEK_NEED_MORE;
-	size_t rec = ((size_t)u[3] << 8 | u[4]) + 5;
-	if (len < rec)
-		return TLS_PEEK_NEED_MORE;
-	if (wolfSSL_SNI_GetFromBuffer(u, (word32)rec, WOLFSSL_SNI_HOST_NAME, out, &outlen) ==
-	            WOLFSSL_SUCCESS &&
-	    outlen < snicap) {
-		memcpy(sni, out, outlen);
-		sni[outlen] = '\0';
-	}
-	return TLS_PEEK_DONE;
-}
-
 /* ---- server-side resumption, bound to the tenant's context and the server name ----
  *
  * RFC 6066 3: a server must not resume a session for a server name other than the one it

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "iobuf.h"
+#include "tls_peek.h" /* tls_peek_sni, which picks the context a server connection gets */
 
 typedef struct WOLFSSL_CTX tls_ctx;
 typedef struct WOLFSSL_SESSION tls_session;
@@ -68,9 +69,5 @@ void tls_session_cache_free(struct tls_session_cache *cache);
 tls_session *tls_session_cache_get(struct tls_session_cache *cache, const char *key);
 /* Stores session under key, taking over the reference. */
 void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls_session *session);
-
-enum tls_peek { TLS_PEEK_NEED_MORE, TLS_PEEK_DONE, TLS_PEEK_NOT_TLS };
-/* Looks for SNI in the first TLS record of buf. On DONE, sni holds the name or "" if none. */
-enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap);
 
 #endif

@@ -241,7 +241,8 @@ class Hostile(h.ProxyTestCase):
         self.assertEqual(s.recv(100), b"")
         s.close()
         self.assertEqual(self.peer_cn("SMTP.ACME.TEST"), "smtp.acme.test")
-        self.assertEqual(self.peer_cn("smtp.acme.test."), "smtp.acme.test")
+        # RFC 6066 3: no trailing dot in a HostName; an invalid name gets the default.
+        self.assertEqual(self.peer_cn("smtp.acme.test."), "smtp.livery.test")
         self.assertEqual(self.peer_cn("x.GLOBEX.test"), "*.globex.test")
         for name in ("a" * 63 + ".acme.test", "xn--bcher-kva.example", "nobody.example", "a.b.globex.test"):
             with self.subTest(name=name):
