@@ -11,20 +11,28 @@
 # wide; the only system change is a deb-src entry for bookworm (added when none exists).
 #
 # Cached: when <prefix>/lib/libwolfssl.a exists and <prefix>/.livery-wolfssl-stamp records
-# the same source version and flags, nothing is done. Prints the prefix on the last line of
-# stdout (and nothing else there; progress goes to stderr), for tests/wolfssl-prefix.sh.
+# the same source version and flags (OPT_FLAGS and OPT_DEFINES below: changing either
+# rebuilds), nothing is done. Prints the prefix on the last line of stdout (and nothing
+# else there; progress goes to stderr), for tests/wolfssl-prefix.sh.
 set -euo pipefail
 
 OPT_FLAGS=(--enable-sp --enable-sp-asm --enable-intelasm)
 # Seed each RNG (one per TLS object) with getrandom(2) instead of open/read/close of
 # /dev/urandom: three system calls fewer per TLS object.
-OPT_DEFINES=(-DWOLFSSL_GETRANDOM)
+# WOLFSSL_MAX_SUITE_SZ (octets, 2 per suite; default 300, i.e. 150 suites) is the longest
+# cipher-suite list wolfSSL accepts in a ClientHello: a longer one fails the handshake
+# (-328). 16384 octets (8192 suites) accepts every ClientHello livery reads at all (its SNI
+# peek takes hellos of up to 16 KiB, proxy/tls_peek.h), so a valid hello is never refused
+# for its length. The protocol's own limit (32767 suites) would not fit in such a hello. The
+# cost: wolfSSL keeps one such array per connection (OPENSSL_EXTRA keeps ssl->suites after
+# the handshake), about 16 KB more per session.
+OPT_DEFINES=(-DWOLFSSL_GETRANDOM -DWOLFSSL_MAX_SUITE_SZ=16384)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX="$ROOT/build/wolfssl-opt"
 FORCE=0
 JOBS=$(nproc)
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in

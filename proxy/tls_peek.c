@@ -20,7 +20,7 @@ struct hello {
 	size_t n;
 };
 
-enum gather { GATHER_MORE, GATHER_DONE, GATHER_BAD };
+enum gather { GATHER_MORE, GATHER_DONE, GATHER_BAD, GATHER_TOO_BIG };
 
 /* A bounded view of bytes still to read. */
 struct reader {
@@ -28,13 +28,10 @@ struct reader {
 	size_t n;
 };
 
-/* The first handshake message's length once its header is in, or -1 when that header is no
- * ClientHello of an acceptable size. */
-static long hello_len(const struct hello *h)
+/* The first handshake message's length once its header is in. */
+static size_t hello_len(const struct hello *h)
 {
-	size_t m = (size_t)h->b[1] << 16 | (size_t)h->b[2] << 8 | h->b[3];
-
-	return h->b[0] == HANDSHAKE_HELLO && m <= TLS_PEEK_HELLO_MAX ? (long)m : -1;
+	return (size_t)h->b[1] << 16 | (size_t)h->b[2] << 8 | h->b[3];
 }
 
 /* Appends handshake records to h until it holds the whole ClientHello. Records of
@@ -47,11 +44,14 @@ static enum gather gather(const unsigned char *u, size_t len, struct hello *h)
 
 	h->n = 0;
 	for (;;) {
-		long m = h->n >= 4 ? hello_len(h) : 0;
-		if (m < 0)
-			return GATHER_BAD; /* a hello that is too big is known from its header alone */
-		if (h->n >= 4 && h->n >= 4 + (size_t)m)
-			return GATHER_DONE;
+		if (h->n >= 4) {
+			if (h->b[0] != HANDSHAKE_HELLO)
+				return GATHER_BAD;
+			if (hello_len(h) > TLS_PEEK_HELLO_MAX)
+				return GATHER_TOO_BIG; /* known from the header alone */
+			if (h->n >= 4 + hello_len(h))
+				return GATHER_DONE;
+		}
 		if (partial || len - off < 5)
 			return GATHER_MORE;
 		const unsigned char *r = u + off;
@@ -178,7 +178,9 @@ enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap
 	enum gather g = gather(u, len, &h);
 	if (g == GATHER_MORE)
 		return TLS_PEEK_NEED_MORE;
-	if (g == GATHER_DONE && hello_sni((struct reader){h.b + 4, (size_t)hello_len(&h)}, &host) &&
+	if (g == GATHER_TOO_BIG)
+		return TLS_PEEK_TOO_BIG;
+	if (g == GATHER_DONE && hello_sni((struct reader){h.b + 4, hello_len(&h)}, &host) &&
 	    valid_host(&host) && host.n < snicap) {
 		memcpy(sni, host.p, host.n);
 		sni[host.n] = '\0';

@@ -12,14 +12,15 @@
  * fragmented over up to 64 records. */
 #define TLS_PEEK_MAX (TLS_PEEK_HELLO_MAX + 4 + 64 * 5)
 
-enum tls_peek { TLS_PEEK_NEED_MORE, TLS_PEEK_DONE, TLS_PEEK_NOT_TLS };
+enum tls_peek { TLS_PEEK_NEED_MORE, TLS_PEEK_DONE, TLS_PEEK_NOT_TLS, TLS_PEEK_TOO_BIG };
 
 /* Reads the ClientHello at the start of buf (len bytes of TLS records, left untouched). On
  * DONE, sni holds the host_name the client sent, or "" when it sent none, the hello is
- * malformed or too big, or the name is not a valid host name in the sense of RFC 6066 3
- * (ASCII letters, digits, '-' and '_' in dot-separated labels, no trailing dot, no NUL):
- * the default certificate is then the answer. NEED_MORE: the hello is not complete yet;
- * NOT_TLS: the first byte is not a handshake record. */
+ * malformed (wolfSSL will say so), or the name is not a valid host name in the sense of
+ * RFC 6066 3 (ASCII letters, digits, '-' and '_' in dot-separated labels, no trailing dot,
+ * no NUL): the default certificate is then the answer. NEED_MORE: the hello is not
+ * complete yet; NOT_TLS: the first byte is not a handshake record; TOO_BIG: the hello is
+ * longer than TLS_PEEK_HELLO_MAX (known from its header), not worth a handshake. */
 enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap);
 
 #endif

@@ -289,5 +289,44 @@ class ServerName(h.ProxyTestCase):
                         self.assertTrue(greeting.startswith("220 %s ESMTP" % sni), greeting)
 
 
+def wolfssl_prefix():
+    """The private wolfSSL livery was built with (LIVERY_WOLFSSL_PREFIX), or "" for Debian's."""
+    cache = os.path.join(os.environ.get("LIVERY_BUILD", ""), "CMakeCache.txt")
+    if os.path.exists(cache):
+        m = re.search(r"^LIVERY_WOLFSSL_PREFIX:\w+=(.*)$", h.read_text(cache), re.M)
+        if m:
+            return m.group(1).strip()
+    return ""
+
+
+class CipherSuites(h.ProxyTestCase):
+    """A ClientHello offering many cipher suites (unknown ones after the real ones, which a
+    server must ignore). Debian's libwolfssl takes at most 150 (WOLFSSL_MAX_SUITE_SZ 300,
+    README); the optimised build (bench/build-wolfssl.sh) takes as many as fit in the
+    largest ClientHello livery reads (16 KiB)."""
+
+    def hello(self, total):
+        base = python_hello("x.globex.test", tls12=True)
+        body = records(base)[0][1][4:]
+        real = len(vec(body, 34 + 1 + body[34], 2)[0]) // 2
+        return rebuild_hello(base, extra_suites=total - real), real
+
+    def most_that_fit(self):
+        hello, real = self.hello(0)
+        return real + (16384 - (len(hello) - 5 - 4)) // 2
+
+    def test_long_suite_lists(self):
+        most = self.most_that_fit() if wolfssl_prefix() else 150
+        hello, _ = self.hello(most)
+        der, alert = server_answer(self.livery.implicit_port, hello)
+        self.assertEqual(der, pem_der(self.certs.pem("globex")),
+                         "a hello with %d suites was refused (alert %r)" % (most, alert))
+        hello, _ = self.hello(most + 1)
+        der, alert = server_answer(self.livery.implicit_port, hello)
+        self.assertIsNone(der, "a hello with %d suites was answered" % (most + 1))
+        c = self.client(implicit=True, implicit_sni="x.globex.test")  # and it still serves
+        self.assertReply(c.reply(), 220)
+
+
 if __name__ == "__main__":
     h.main()

@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(sni, 'x', sizeof(sni));
 	enum tls_peek r = tls_peek_sni((const char *)data, size, sni, sizeof(sni));
-	assert(r == TLS_PEEK_NEED_MORE || r == TLS_PEEK_DONE || r == TLS_PEEK_NOT_TLS);
+	assert(r == TLS_PEEK_NEED_MORE || r == TLS_PEEK_DONE || r == TLS_PEEK_NOT_TLS || r == TLS_PEEK_TOO_BIG);
 	assert(memchr(sni, '\0', sizeof(sni)) != NULL);
 	if (r != TLS_PEEK_DONE)
 		assert(sni[0] == '\0');

@@ -238,8 +238,8 @@ static void test_malformed(void **state)
 	assert_sni("");
 }
 
-/* A hello of up to TLS_PEEK_HELLO_MAX octets is read (here with 8000 cipher suites, over
- * several records); a longer one is not waited for. */
+/* A hello of up to TLS_PEEK_HELLO_MAX octets is read (here with 8000 cipher suites); a
+ * longer one is refused as soon as its header is in. */
 static void test_sizes(void **state)
 {
 	char sni[256];
@@ -255,8 +255,9 @@ static void test_sizes(void **state)
 	hello(&msg, 8200, &exts);
 	assert_true(msg.n - 4 > TLS_PEEK_HELLO_MAX);
 	records(&wire, &msg, 16384);
-	assert_int_equal(peek(&wire, 9, sni), TLS_PEEK_DONE); /* its header is enough */
+	assert_int_equal(peek(&wire, 9, sni), TLS_PEEK_TOO_BIG); /* its header is enough */
 	assert_string_equal(sni, "");
+	assert_int_equal(peek(&wire, wire.n, sni), TLS_PEEK_TOO_BIG);
 }
 
 int main(void)
