@@ -572,8 +572,8 @@ static WOLFSSL_SESSION *session_get_cb(WOLFSSL *ssl, const unsigned char *id, in
 
 /* What a ticket is bound to: its key's name, the IV and length (as wolfSSL's own scheme
  * does), and the server name. */
-static size_t ticket_aad(unsigned char *aad, const unsigned char *key_name, const unsigned char *iv,
-                         int len, const char *name)
+static size_t ticket_aad(unsigned char *aad, const unsigned char *key_name, const unsigned char *iv, int len,
+                         const char *name)
 {
 	size_t n = strlen(name), k = 0;
 
@@ -606,9 +606,11 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ
 	}
 	size_t aad_len = ticket_aad(aad, k->name, iv, len, server_name_of(ssl));
 	if (enc)
-		rc = wc_ChaCha20Poly1305_Encrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len, ticket, mac);
+		rc = wc_ChaCha20Poly1305_Encrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len,
+		                                 ticket, mac);
 	else
-		rc = wc_ChaCha20Poly1305_Decrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len, mac, ticket);
+		rc = wc_ChaCha20Poly1305_Decrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len, mac,
+		                                 ticket);
 	if (rc != 0)
 		return WOLFSSL_TICKET_RET_REJECT;
 	*out_len = len;

@@ -1,6 +1,7 @@
-/* fuzz_data_filter: message content through smtp_data_filter in every mode, cut at fuzzed points; nothing bare
- * and no NUL is ever forwarded, the relay finds the end where the filter did, only the client's own CRLF "."
- * CRLF ends the data (in both policies: no smuggling), and cutting the input differently changes nothing. */
+/* fuzz_data_filter: message content through smtp_data_filter in every mode, cut at fuzzed points; nothing
+ * bare and no NUL is ever forwarded, the relay finds the end where the filter did, only the client's own CRLF
+ * "." CRLF ends the data (in both policies: no smuggling), and cutting the input differently changes nothing.
+ */
 #include <assert.h>
 #include <stdint.h>
 #include <string.h>

@@ -1,6 +1,6 @@
-/* fuzz_sni: the ClientHello peek that picks a certificate; any bytes give a bounded, NUL-terminated name or none,
- * a name is always a valid host name (RFC 6066: ASCII, no NUL, no trailing dot), and the same handshake bytes cut
- * into records of another size give the same answer. */
+/* fuzz_sni: the ClientHello peek that picks a certificate; any bytes give a bounded, NUL-terminated name or
+ * none, a name is always a valid host name (RFC 6066: ASCII, no NUL, no trailing dot), and the same handshake
+ * bytes cut into records of another size give the same answer. */
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,8 +19,8 @@ static bool valid_name(const char *s)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-		      c == '_' || c == '.'))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
 			return false;
 	}
 	return true;
@@ -63,7 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(sni, 'x', sizeof(sni));
 	enum tls_peek r = tls_peek_sni((const char *)data, size, sni, sizeof(sni));
-	assert(r == TLS_PEEK_NEED_MORE || r == TLS_PEEK_DONE || r == TLS_PEEK_NOT_TLS || r == TLS_PEEK_TOO_BIG);
+	assert(r == TLS_PEEK_NEED_MORE || r == TLS_PEEK_DONE || r == TLS_PEEK_NOT_TLS ||
+	       r == TLS_PEEK_TOO_BIG);
 	assert(memchr(sni, '\0', sizeof(sni)) != NULL);
 	if (r != TLS_PEEK_DONE)
 		assert(sni[0] == '\0');
