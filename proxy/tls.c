@@ -51,6 +51,7 @@ struct tls_conn {
 
 static bool resumption_bind(WOLFSSL_CTX *ctx);
 static void resumption_unbind(WOLFSSL_CTX *ctx);
+static void resumption_cleanup(void);
 
 void tls_global_init(void)
 {
@@ -59,6 +60,7 @@ void tls_global_init(void)
 
 void tls_global_cleanup(void)
 {
+	resumption_cleanup();
 	wolfSSL_Cleanup();
 }
 
@@ -658,5 +660,16 @@ static void resumption_unbind(WOLFSSL_CTX *ctx)
 		if (server_sessions[i].ctx == ctx)
 			session_clear(&server_sessions[i]);
 	}
+	pthread_mutex_unlock(&resume_lock);
+}
+
+/* Drops every stored session (of contexts still alive too) and the cache itself. */
+static void resumption_cleanup(void)
+{
+	pthread_mutex_lock(&resume_lock);
+	for (size_t i = 0; server_sessions && i < SERVER_SESSIONS; i++)
+		session_clear(&server_sessions[i]);
+	free(server_sessions);
+	server_sessions = NULL;
 	pthread_mutex_unlock(&resume_lock);
 }
