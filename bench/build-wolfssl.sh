@@ -26,8 +26,9 @@ OPT_FLAGS=(--enable-sp --enable-sp-asm --enable-intelasm)
 # accepts every ClientHello a real stack or scanner sends (scanners offering "all" suites
 # included); only repeated or unassigned values could need more. Not the protocol's 32767:
 # wolfSSL keeps this array in every connection (OPENSSL_EXTRA keeps ssl->suites after the
-# handshake), two per proxied session, and 16384 octets measured +45 KiB RSS per session
-# (116 -> 161 KiB), past the 160 KiB target; 1024 costs about 1.5 KB.
+# handshake), two per proxied session: 16384 octets would add 32 KB per session (one noisy
+# measurement of idle sessions: 116 -> 161 KiB RSS, past the 160 KiB target); 1024 adds
+# about 1.5 KB.
 OPT_DEFINES=(-DWOLFSSL_GETRANDOM -DWOLFSSL_MAX_SUITE_SZ=1024)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX="$ROOT/build/wolfssl-opt"
