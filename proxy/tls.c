@@ -475,17 +475,21 @@ void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls
 #define SESSION_ID_LEN 32
 
 struct server_session {
-	const WOLFSSL_CTX *ctx; /* NULL: the slot is free */
+	const struct ticket_key *owner; /* the context's key, its identity; NULL: a free slot */
 	unsigned char id[SESSION_ID_LEN];
 	char *name;
 	unsigned char *der;
 	int der_len;
 };
 
-/* One ticket key per server context; the registry finds it again at tls_ctx_free. */
+/* One ticket key per server context, found again by the registry at tls_ctx_free. It is
+ * also the context's identity for stored sessions: unlike the context's address, it is
+ * never reused, because tls_ctx_free only retires it (a connection still handshaking may
+ * hold the context, which wolfSSL frees with its last user) and tls_global_cleanup frees it. */
 struct ticket_key {
 	struct ticket_key *next;
-	const WOLFSSL_CTX *ctx;
+	const WOLFSSL_CTX *ctx; /* NULL once retired */
+	bool retired;           /* its context is gone: no tickets, no sessions */
 	unsigned char name[WOLFSSL_TICKET_NAME_SZ];
 	unsigned char key[CHACHA20_POLY1305_AEAD_KEYSIZE];
 };
@@ -494,6 +498,11 @@ struct ticket_key {
 static pthread_mutex_t resume_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct server_session *server_sessions; /* SERVER_SESSIONS slots, made on first use */
 static struct ticket_key *ticket_keys;
+
+static struct ticket_key *key_of(WOLFSSL *ssl)
+{
+	return wolfSSL_CTX_get_TicketEncCtx(wolfSSL_get_SSL_CTX(ssl));
+}
 
 static const char *server_name_of(WOLFSSL *ssl)
 {
@@ -533,14 +542,19 @@ static int session_new_cb(WOLFSSL *ssl, WOLFSSL_SESSION *sess)
 		free(der);
 		return 0;
 	}
+	const struct ticket_key *owner = key_of(ssl);
 	pthread_mutex_lock(&resume_lock);
 	if (!server_sessions)
 		server_sessions = xcalloc(SERVER_SESSIONS, sizeof(*server_sessions));
 	struct server_session *e = session_slot(id);
-	session_clear(e);
-	*e = (struct server_session){wolfSSL_get_SSL_CTX(ssl), {0}, xstrdup(server_name_of(ssl)), der, n};
-	memcpy(e->id, id, SESSION_ID_LEN);
+	if (!owner->retired) {
+		session_clear(e);
+		*e = (struct server_session){owner, {0}, xstrdup(server_name_of(ssl)), der, n};
+		memcpy(e->id, id, SESSION_ID_LEN);
+		der = NULL;
+	}
 	pthread_mutex_unlock(&resume_lock);
+	free(der);
 	return 0;
 }
 
@@ -556,7 +570,7 @@ static WOLFSSL_SESSION *session_get_cb(WOLFSSL *ssl, const unsigned char *id, in
 		return NULL;
 	pthread_mutex_lock(&resume_lock);
 	struct server_session *e = server_sessions ? session_slot(id) : NULL;
-	if (e && e->ctx == wolfSSL_get_SSL_CTX(ssl) && memcmp(e->id, id, SESSION_ID_LEN) == 0 &&
+	if (e && e->owner && e->owner == key_of(ssl) && memcmp(e->id, id, SESSION_ID_LEN) == 0 &&
 	    strcmp(e->name, server_name_of(ssl)) == 0) {
 		n = e->der_len;
 		der = xmalloc((size_t)n);
@@ -595,10 +609,16 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ
                      unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
                      int enc, unsigned char *ticket, int len, int *out_len, void *arg)
 {
-	const struct ticket_key *k = arg;
+	struct ticket_key key;
+	const struct ticket_key *k = &key;
 	unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2 + 256];
 	int rc;
 
+	pthread_mutex_lock(&resume_lock); /* tls_ctx_free may be retiring it */
+	key = *(const struct ticket_key *)arg;
+	pthread_mutex_unlock(&resume_lock);
+	if (key.retired)
+		return WOLFSSL_TICKET_RET_REJECT;
 	if (enc) {
 		memcpy(key_name, k->name, WOLFSSL_TICKET_NAME_SZ);
 		if (wolfSSL_RAND_bytes(iv, WOLFSSL_TICKET_IV_SZ) != WOLFSSL_SUCCESS)
@@ -613,6 +633,7 @@ static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ
 	else
 		rc = wc_ChaCha20Poly1305_Decrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len, mac,
 		                                 ticket);
+	explicit_bzero(&key, sizeof(key));
 	if (rc != 0)
 		return WOLFSSL_TICKET_RET_REJECT;
 	*out_len = len;
@@ -642,28 +663,27 @@ static bool resumption_bind(WOLFSSL_CTX *ctx)
 	return true;
 }
 
-/* Forgets the context's key and sessions, so that a context made later at the same address
- * cannot resume them. */
+/* Retires the context's key and forgets its sessions: nothing made under it resumes again. */
 static void resumption_unbind(WOLFSSL_CTX *ctx)
 {
 	pthread_mutex_lock(&resume_lock);
-	for (struct ticket_key **p = &ticket_keys; *p; p = &(*p)->next) {
-		if ((*p)->ctx == ctx) {
-			struct ticket_key *k = *p;
-			*p = k->next;
-			explicit_bzero(k, sizeof(*k));
-			free(k);
-			break;
-		}
+	struct ticket_key *k = ticket_keys;
+	while (k && k->ctx != ctx)
+		k = k->next;
+	if (k) {
+		explicit_bzero(k->name, sizeof(k->name));
+		explicit_bzero(k->key, sizeof(k->key));
+		k->retired = true;
+		k->ctx = NULL;
 	}
-	for (size_t i = 0; server_sessions && i < SERVER_SESSIONS; i++) {
-		if (server_sessions[i].ctx == ctx)
+	for (size_t i = 0; k && server_sessions && i < SERVER_SESSIONS; i++) {
+		if (server_sessions[i].owner == k)
 			session_clear(&server_sessions[i]);
 	}
 	pthread_mutex_unlock(&resume_lock);
 }
 
-/* Drops every stored session (of contexts still alive too) and the cache itself. */
+/* At exit, once no context is left: drops every stored session, the cache and the keys. */
 static void resumption_cleanup(void)
 {
 	pthread_mutex_lock(&resume_lock);
@@ -671,5 +691,11 @@ static void resumption_cleanup(void)
 		session_clear(&server_sessions[i]);
 	free(server_sessions);
 	server_sessions = NULL;
+	while (ticket_keys) {
+		struct ticket_key *k = ticket_keys;
+		ticket_keys = k->next;
+		explicit_bzero(k, sizeof(*k));
+		free(k);
+	}
 	pthread_mutex_unlock(&resume_lock);
 }
