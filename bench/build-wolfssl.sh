@@ -11,20 +11,31 @@
 # wide; the only system change is a deb-src entry for bookworm (added when none exists).
 #
 # Cached: when <prefix>/lib/libwolfssl.a exists and <prefix>/.livery-wolfssl-stamp records
-# the same source version and flags, nothing is done. Prints the prefix on the last line of
-# stdout (and nothing else there; progress goes to stderr), for tests/wolfssl-prefix.sh.
+# the same source version and flags (OPT_FLAGS and OPT_DEFINES below: changing either
+# rebuilds), nothing is done. Prints the prefix on the last line of stdout (and nothing
+# else there; progress goes to stderr), for tests/wolfssl-prefix.sh.
 set -euo pipefail
 
 OPT_FLAGS=(--enable-sp --enable-sp-asm --enable-intelasm)
 # Seed each RNG (one per TLS object) with getrandom(2) instead of open/read/close of
 # /dev/urandom: three system calls fewer per TLS object.
-OPT_DEFINES=(-DWOLFSSL_GETRANDOM)
+# WOLFSSL_MAX_SUITE_SZ (octets, 2 per suite; default 300, i.e. 150 suites) is the longest
+# cipher-suite list wolfSSL accepts in a ClientHello: a longer one fails the handshake
+# (-328). 1024 octets (512 suites) holds every cipher suite IANA has registered (about 380
+# values, TLS 1.3's included) plus the 16 GREASE values and the SCSVs, each once, so it
+# accepts every ClientHello a real stack or scanner sends (scanners offering "all" suites
+# included); only repeated or unassigned values could need more. Not the protocol's 32767:
+# wolfSSL keeps this array in every connection (OPENSSL_EXTRA keeps ssl->suites after the
+# handshake), two per proxied session: 16384 octets would add 32 KB per session (one noisy
+# measurement of idle sessions: 116 -> 161 KiB RSS, past the 160 KiB target); 1024 adds
+# about 1.5 KB.
+OPT_DEFINES=(-DWOLFSSL_GETRANDOM -DWOLFSSL_MAX_SUITE_SZ=1024)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX="$ROOT/build/wolfssl-opt"
 FORCE=0
 JOBS=$(nproc)
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in

@@ -23,6 +23,7 @@ static void halt_message(struct session *s)
 		return;
 	log_warn("%s: message halted (%s); relay leg closed without completing it", s->id,
 	         s->tx.filter.long_line ? "line too long"
+	         : s->tx.filter.nul     ? "NUL octet"
 	         : s->tx.filter.bare    ? "bare CR or LF"
 	                                : "too big");
 	session_drop_upstream(s, false);
@@ -130,6 +131,9 @@ static void reject_reason(const struct session *s, int *code, const char **text)
 	*text = "5.3.4 Message size exceeds fixed maximum message size";
 	if (s->tx.filter.long_line) {
 		*text = "5.6.0 Message rejected: a line is longer than 998 octets";
+	} else if (s->tx.filter.nul) {
+		*code = 554;
+		*text = "5.6.0 Message rejected: NUL octet in message content";
 	} else if (s->tx.filter.bare) {
 		*code = 554;
 		*text = "5.6.0 Message rejected: bare CR or LF in message content";

@@ -301,7 +301,9 @@ bool smtp_bdat_parse(const char *arg, size_t len, uint64_t *size, bool *last)
 	return true;
 }
 
-enum { DF_LINE_START, DF_MID, DF_CR, DF_DOT, DF_DOT_CR };
+/* DF_NEW_LINE: a line that NORMALIZE started by turning a bare CR or LF into CRLF. Only the
+ * client's own CRLF "." CRLF ends the data, so a "." there is stuffed and never ends it. */
+enum { DF_LINE_START, DF_NEW_LINE, DF_MID, DF_CR, DF_DOT, DF_DOT_CR };
 
 /* Collects output bytes in a local block so the iobuf is not grown a byte at a time. */
 struct emitter {
@@ -343,7 +345,8 @@ static void line_end(struct smtp_data_filter *f)
 }
 
 /* A bare CR or LF: NORMALIZE writes CRLF (with extra, a dot to stuff a "." line) and starts
- * a new line; REJECT stops the output and scans on as if it were content. */
+ * a line of its own making, which the client did not start (see DF_NEW_LINE); REJECT stops
+ * the output and scans on as if it were content. */
 static void bare(struct smtp_data_filter *f, struct emitter *e, const char *extra)
 {
 	f->bare = true;
@@ -351,6 +354,7 @@ static void bare(struct smtp_data_filter *f, struct emitter *e, const char *extr
 		put(f, e, extra, strlen(extra));
 		put(f, e, "\r\n", 2);
 		line_end(f);
+		f->state = DF_NEW_LINE;
 	} else {
 		f->halted = true;
 		f->state = DF_MID;
@@ -359,6 +363,11 @@ static void bare(struct smtp_data_filter *f, struct emitter *e, const char *extr
 
 static void content(struct smtp_data_filter *f, struct emitter *e, char c)
 {
+	/* RFC 5321 text and 8BITMIME exclude NUL, and no BINARYMIME is offered: refuse it. */
+	if (c == '\0' && !f->allow_nul) {
+		f->nul = true;
+		f->halted = true;
+	}
 	if (++f->line_len > SMTP_TEXT_LINE_MAX) {
 		f->long_line = true;
 		f->halted = true;
@@ -389,6 +398,12 @@ static bool step(struct smtp_data_filter *f, struct emitter *e, char c)
 			break;
 		content(f, e, c);
 		f->state = DF_DOT;
+		return false;
+	case DF_NEW_LINE:
+		if (c != '.')
+			break;
+		put(f, e, ".", 1); /* stuffed: the relay must not take this line for the end */
+		content(f, e, c);
 		return false;
 	case DF_MID:
 		break;

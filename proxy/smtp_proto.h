@@ -102,14 +102,18 @@ enum smtp_bare_policy { SMTP_BARE_REJECT, SMTP_BARE_NORMALIZE };
 /* RFC 5321 4.5.3.1.6: a text line is at most 998 octets plus CRLF. */
 #define SMTP_TEXT_LINE_MAX 998
 
-/* Filters message content on its way to the relay. DATA mode finds the end of data
- * (CRLF "." CRLF, the body start counting as a line start). With REJECT, output stops for
- * good (halted) at the first bare CR or LF, so the relay never receives one; with NORMALIZE,
- * each bare CR or LF goes out as CRLF, and a "." line so created is dot-stuffed, so that the
- * relay finds the end of data exactly where this filter does. Chunked (BDAT) mode has no end
- * marker and no dot rules, and emits a CR at once (chunk sizes are fixed); only REJECT
- * applies to it. A line over SMTP_TEXT_LINE_MAX octets halts output too. The owner may set
- * halted itself (e.g. for size) and the filter keeps scanning for the end. */
+/* Filters message content on its way to the relay. DATA mode finds the end of data: only
+ * the client's own CRLF "." CRLF ends it (the body start counting as a line start), in
+ * either policy, so a client cannot end a message where a receiver that takes bare line
+ * ends as line ends would not (SMTP smuggling). With REJECT, output stops for good (halted)
+ * at the first bare CR or LF, so the relay never receives one; with NORMALIZE, each bare CR
+ * or LF goes out as CRLF, and a "." that starts a line so created is dot-stuffed, whatever
+ * ends that line, so it never ends the message and the relay finds the end of data exactly
+ * where this filter does. Chunked (BDAT) mode has no end marker and no dot rules, and emits
+ * a CR at once (chunk sizes are fixed); only REJECT applies to it. A line over
+ * SMTP_TEXT_LINE_MAX octets halts output too, and so does a NUL octet unless allow_nul is
+ * set after init. The owner may set halted itself (e.g. for size) and the filter keeps
+ * scanning for the end. */
 struct smtp_data_filter {
 	int state;
 	enum smtp_bare_policy policy;
@@ -117,6 +121,8 @@ struct smtp_data_filter {
 	bool halted;
 	bool bare;      /* a bare CR or LF was seen */
 	bool long_line; /* a line was longer than SMTP_TEXT_LINE_MAX */
+	bool nul;       /* a NUL octet was seen (and refused) */
+	bool allow_nul; /* forward NUL octets instead (false after init) */
 	size_t line_len;
 	uint64_t bytes; /* input bytes consumed */
 };

@@ -9,8 +9,9 @@
 #include "log.h"
 #include "util.h"
 
-/* A ClientHello larger than this is not one we want to buffer before choosing a context. */
-#define PEEK_MAX (16384 + 5)
+/* A ClientHello larger than this is not one we want to buffer before choosing a context:
+ * the largest hello tls_peek_sni reads, fragmented over several records. */
+#define PEEK_MAX TLS_PEEK_MAX
 /* How long a closing stream may wait for its queued writes before it is cut. */
 #define CLOSE_FLUSH_MS 5000
 /* Writes are gathered until the loop is about to poll, so that what one event produces (the
@@ -309,7 +310,8 @@ static void tls_failed(struct stream *s)
 	s->ops->on_tls(s->owner, -1);
 }
 
-/* Waits for the whole first record, then lets the owner pick a context by SNI. */
+/* Waits for the whole ClientHello (its records are left in cin for wolfSSL to read as they
+ * came), then lets the owner pick a context by SNI. */
 static bool tls_peek(struct stream *s)
 {
 	enum tls_peek r = tls_peek_sni(iobuf_peek(&s->cin), iobuf_avail(&s->cin), s->sni, sizeof(s->sni));
@@ -319,8 +321,8 @@ static bool tls_peek(struct stream *s)
 	tls_ctx *ctx = r == TLS_PEEK_DONE ? s->ops->select_ctx(s->owner, s->sni) : NULL;
 	if (s->closing)
 		return false;
-	if (ctx)
-		s->tls = tls_conn_new(ctx, &s->cin, tls_send, s);
+	if (ctx && (s->tls = tls_conn_new(ctx, &s->cin, tls_send, s)) != NULL)
+		tls_conn_set_server_name(s->tls, s->sni);
 	if (!s->tls) {
 		tls_failed(s);
 		return false;

@@ -2,14 +2,18 @@
  * knows nothing of libuv or SMTP. */
 #include "tls.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
@@ -44,7 +48,12 @@ struct tls_conn {
 	bool eof;
 	int last_error;
 	char errbuf[160];
+	char server_name[256]; /* server side: the SNI host name, lower-cased ("" for none) */
 };
+
+static bool resumption_bind(WOLFSSL_CTX *ctx);
+static void resumption_unbind(WOLFSSL_CTX *ctx);
+static void resumption_cleanup(void);
 
 void tls_global_init(void)
 {
@@ -53,6 +62,7 @@ void tls_global_init(void)
 
 void tls_global_cleanup(void)
 {
+	resumption_cleanup();
 	wolfSSL_Cleanup();
 }
 
@@ -88,19 +98,25 @@ static bool readable(const char *path, const char *what, char *err, size_t errle
 	return false;
 }
 
+/* The key-exchange groups, X25519 first: with Debian's generic math a P-256 key exchange costs
+ * twice as much. wolfSSL_CTX_set_groups alone only governs TLS 1.3 key shares; a TLS 1.2
+ * server then takes any curve the client names (P-521, X448, brainpool, secp256k1). The
+ * curves list also disables every other curve for TLS 1.2's ECDHE, and sets the same groups
+ * for TLS 1.3. */
+static bool set_groups(WOLFSSL_CTX *ctx)
+{
+	return wolfSSL_CTX_set1_curves_list(ctx, "X25519:P-256:P-384") == WOLFSSL_SUCCESS;
+}
+
 static tls_ctx *ctx_common(WOLFSSL_METHOD *method)
 {
 	WOLFSSL_CTX *ctx = wolfSSL_CTX_new(method);
 
 	if (!ctx)
 		return NULL;
-	/* X25519 first: with Debian's generic math a P-256 key exchange costs twice as much. */
-	int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_SECP384R1};
-
 	/* Without this the library would still accept TLS 1.0/1.1 in this build. */
 	if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_set_cipher_list(ctx, cipher_list) != WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_set_groups(ctx, groups, (int)ARRAY_LEN(groups)) != WOLFSSL_SUCCESS) {
+	    wolfSSL_CTX_set_cipher_list(ctx, cipher_list) != WOLFSSL_SUCCESS || !set_groups(ctx)) {
 		wolfSSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -163,9 +179,11 @@ tls_ctx *tls_server_ctx_new(const char *cert, const char *key, bool *key_at_faul
 		set_err(err, errlen, "private key", key, rc);
 	else if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS || !handshake_selftest(ctx))
 		snprintf(err, errlen, "private key %s does not match certificate %s", key, cert);
+	else if (!resumption_bind(ctx))
+		snprintf(err, errlen, "cannot set up TLS session resumption");
 	else
 		return ctx;
-	wolfSSL_CTX_free(ctx);
+	tls_ctx_free(ctx);
 	return NULL;
 }
 
@@ -196,6 +214,9 @@ tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t 
 
 void tls_ctx_free(tls_ctx *ctx)
 {
+	if (!ctx)
+		return;
+	resumption_unbind(ctx);
 	wolfSSL_CTX_free(ctx);
 }
 
@@ -257,6 +278,15 @@ void tls_conn_set_client_names(struct tls_conn *c, const char *sni, const char *
 	wolfSSL_UseKeyShare(c->ssl, WOLFSSL_ECC_X25519);
 	if (verify_name)
 		wolfSSL_check_domain_name(c->ssl, verify_name);
+}
+
+void tls_conn_set_server_name(struct tls_conn *c, const char *name)
+{
+	size_t i = 0;
+
+	for (; name[i] && i + 1 < sizeof(c->server_name); i++)
+		c->server_name[i] = (char)tolower((unsigned char)name[i]);
+	c->server_name[i] = '\0';
 }
 
 void tls_conn_set_eof(struct tls_conn *c)
@@ -445,25 +475,245 @@ void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls
 	cache->n++;
 }
 
-enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap)
-{
-	const unsigned char *u = (const unsigned char *)buf;
-	byte out[256];
-	word32 outlen = sizeof(out) - 1;
+/* ---- server-side resumption, bound to the tenant's context and the server name ----
+ *
+ * RFC 6066 3: a server must not resume a session for a server name other than the one it
+ * was made for. wolfSSL keeps one session-ID cache for the whole process and checks no
+ * name or context on lookup, so a TLS 1.2 session made under one tenant would resume under
+ * another, authenticated by the first tenant's certificate; and a ticket is good for every
+ * name a context serves. So each server context gets its own ticket key, with the server
+ * name in the ticket's authenticated data (TLS 1.2 tickets and TLS 1.3 alike), and the
+ * session IDs go to a cache of ours that is keyed by ID and answers only for the same
+ * context and name. Any mismatch means a full handshake, never a failed one. */
 
-	sni[0] = '\0';
-	if (len >= 1 && u[0] != 0x16)
-		return TLS_PEEK_NOT_TLS;
-	if (len < 5)
-		return TLS_PEEK_NEED_MORE;
-	size_t rec = ((size_t)u[3] << 8 | u[4]) + 5;
-	if (len < rec)
-		return TLS_PEEK_NEED_MORE;
-	if (wolfSSL_SNI_GetFromBuffer(u, (word32)rec, WOLFSSL_SNI_HOST_NAME, out, &outlen) ==
-	            WOLFSSL_SUCCESS &&
-	    outlen < snicap) {
-		memcpy(sni, out, outlen);
-		sni[outlen] = '\0';
+/* Direct-mapped by session ID (random, so any four bytes spread well). A stored session is
+ * its serialised form, a few hundred bytes; a WOLFSSL_SESSION is far larger. */
+#define SERVER_SESSIONS 8192
+/* wolfSSL's server always makes 32-octet session IDs, the most TLS 1.2 allows. */
+#define SESSION_ID_LEN 32
+
+struct server_session {
+	const struct ticket_key *owner; /* the context's key, its identity; NULL: a free slot */
+	unsigned char id[SESSION_ID_LEN];
+	char *name;
+	unsigned char *der;
+	int der_len;
+};
+
+/* One ticket key per server context, found again by the registry at tls_ctx_free. It is
+ * also the context's identity for stored sessions: unlike the context's address, it is
+ * never reused, because tls_ctx_free only retires it (a connection still handshaking may
+ * hold the context, which wolfSSL frees with its last user) and tls_global_cleanup frees it. */
+struct ticket_key {
+	struct ticket_key *next;
+	const WOLFSSL_CTX *ctx; /* NULL once retired */
+	bool retired;           /* its context is gone: no tickets, no sessions */
+	unsigned char name[WOLFSSL_TICKET_NAME_SZ];
+	unsigned char key[CHACHA20_POLY1305_AEAD_KEYSIZE];
+};
+
+/* Worker threads share the contexts, and so these. */
+static pthread_mutex_t resume_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct server_session *server_sessions; /* SERVER_SESSIONS slots, made on first use */
+static struct ticket_key *ticket_keys;
+
+static struct ticket_key *key_of(WOLFSSL *ssl)
+{
+	return wolfSSL_CTX_get_TicketEncCtx(wolfSSL_get_SSL_CTX(ssl));
+}
+
+static const char *server_name_of(WOLFSSL *ssl)
+{
+	struct tls_conn *c = wolfSSL_GetIOReadCtx(ssl);
+	return c ? c->server_name : "";
+}
+
+static struct server_session *session_slot(const unsigned char *id)
+{
+	uint32_t h;
+
+	memcpy(&h, id, sizeof(h));
+	return &server_sessions[h % SERVER_SESSIONS];
+}
+
+static void session_clear(struct server_session *e)
+{
+	if (e->der)
+		explicit_bzero(e->der, (size_t)e->der_len); /* it holds the master secret */
+	free(e->der);
+	free(e->name);
+	memset(e, 0, sizeof(*e));
+}
+
+/* wolfSSL hands over each new server session (with a reference it frees if we return 0). */
+static int session_new_cb(WOLFSSL *ssl, WOLFSSL_SESSION *sess)
+{
+	unsigned int id_len = 0;
+	const unsigned char *id = wolfSSL_SESSION_get_id(sess, &id_len);
+	int n = wolfSSL_i2d_SSL_SESSION(sess, NULL);
+
+	/* TLS 1.3 resumes by ticket only; its session ID is the client's to echo. */
+	if (id_len != SESSION_ID_LEN || n <= 0 || wolfSSL_version(ssl) == TLS1_3_VERSION)
+		return 0;
+	unsigned char *der = xmalloc((size_t)n), *p = der;
+	if (wolfSSL_i2d_SSL_SESSION(sess, &p) != n) {
+		free(der);
+		return 0;
 	}
-	return TLS_PEEK_DONE;
+	const struct ticket_key *owner = key_of(ssl);
+	pthread_mutex_lock(&resume_lock);
+	if (!server_sessions)
+		server_sessions = xcalloc(SERVER_SESSIONS, sizeof(*server_sessions));
+	struct server_session *e = session_slot(id);
+	if (!owner->retired) {
+		session_clear(e);
+		*e = (struct server_session){owner, {0}, xstrdup(server_name_of(ssl)), der, n};
+		memcpy(e->id, id, SESSION_ID_LEN);
+		der = NULL;
+	}
+	pthread_mutex_unlock(&resume_lock);
+	free(der);
+	return 0;
+}
+
+/* A session ID the client offers: ours only for the context and name it was made under. */
+static WOLFSSL_SESSION *session_get_cb(WOLFSSL *ssl, const unsigned char *id, int id_len, int *copy)
+{
+	WOLFSSL_SESSION *sess = NULL;
+	unsigned char *der = NULL;
+	int n = 0;
+
+	*copy = 0; /* wolfSSL frees what we return */
+	if (id_len != SESSION_ID_LEN)
+		return NULL;
+	pthread_mutex_lock(&resume_lock);
+	struct server_session *e = server_sessions ? session_slot(id) : NULL;
+	if (e && e->owner && e->owner == key_of(ssl) && memcmp(e->id, id, SESSION_ID_LEN) == 0 &&
+	    strcmp(e->name, server_name_of(ssl)) == 0) {
+		n = e->der_len;
+		der = xmalloc((size_t)n);
+		memcpy(der, e->der, (size_t)n);
+	}
+	pthread_mutex_unlock(&resume_lock);
+	if (der) {
+		const unsigned char *p = der;
+		sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, n);
+		explicit_bzero(der, (size_t)n);
+		free(der);
+	}
+	return sess;
+}
+
+/* What a ticket is bound to: its key's name, the IV and length (as wolfSSL's own scheme
+ * does), and the server name. */
+static size_t ticket_aad(unsigned char *aad, const unsigned char *key_name, const unsigned char *iv, int len,
+                         const char *name)
+{
+	size_t n = strlen(name), k = 0;
+
+	memcpy(aad, key_name, WOLFSSL_TICKET_NAME_SZ);
+	k += WOLFSSL_TICKET_NAME_SZ;
+	memcpy(aad + k, iv, WOLFSSL_TICKET_IV_SZ);
+	k += WOLFSSL_TICKET_IV_SZ;
+	aad[k++] = (unsigned char)(len >> 8);
+	aad[k++] = (unsigned char)len;
+	memcpy(aad + k, name, n);
+	return k + n;
+}
+
+/* Seals (enc) or opens a ticket in place with ChaCha20-Poly1305 under the context's key. A
+ * ticket of another context or name fails to open: REJECT, and the handshake goes full. */
+static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ],
+                     unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
+                     int enc, unsigned char *ticket, int len, int *out_len, void *arg)
+{
+	struct ticket_key key;
+	const struct ticket_key *k = &key;
+	unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2 + 256];
+	int rc;
+
+	pthread_mutex_lock(&resume_lock); /* tls_ctx_free may be retiring it */
+	key = *(const struct ticket_key *)arg;
+	pthread_mutex_unlock(&resume_lock);
+	if (key.retired)
+		return WOLFSSL_TICKET_RET_REJECT;
+	if (enc) {
+		memcpy(key_name, k->name, WOLFSSL_TICKET_NAME_SZ);
+		if (wolfSSL_RAND_bytes(iv, WOLFSSL_TICKET_IV_SZ) != WOLFSSL_SUCCESS)
+			return WOLFSSL_TICKET_RET_REJECT;
+	} else if (memcmp(key_name, k->name, WOLFSSL_TICKET_NAME_SZ) != 0) {
+		return WOLFSSL_TICKET_RET_REJECT;
+	}
+	size_t aad_len = ticket_aad(aad, k->name, iv, len, server_name_of(ssl));
+	if (enc)
+		rc = wc_ChaCha20Poly1305_Encrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len,
+		                                 ticket, mac);
+	else
+		rc = wc_ChaCha20Poly1305_Decrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len, mac,
+		                                 ticket);
+	explicit_bzero(&key, sizeof(key));
+	if (rc != 0)
+		return WOLFSSL_TICKET_RET_REJECT;
+	*out_len = len;
+	return WOLFSSL_TICKET_RET_OK;
+}
+
+static bool resumption_bind(WOLFSSL_CTX *ctx)
+{
+	struct ticket_key *k = xcalloc(1, sizeof(*k));
+
+	k->ctx = ctx;
+	if (wolfSSL_RAND_bytes(k->name, sizeof(k->name)) != WOLFSSL_SUCCESS ||
+	    wolfSSL_RAND_bytes(k->key, sizeof(k->key)) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_set_TicketEncCb(ctx, ticket_cb) != WOLFSSL_SUCCESS ||
+	    wolfSSL_CTX_set_TicketEncCtx(ctx, k) != WOLFSSL_SUCCESS) {
+		free(k);
+		return false;
+	}
+	/* Sessions neither stored in nor looked up from wolfSSL's process-wide cache: ours. */
+	wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_SERVER | WOLFSSL_SESS_CACHE_NO_INTERNAL);
+	wolfSSL_CTX_sess_set_new_cb(ctx, session_new_cb);
+	wolfSSL_CTX_sess_set_get_cb(ctx, session_get_cb);
+	pthread_mutex_lock(&resume_lock);
+	k->next = ticket_keys;
+	ticket_keys = k;
+	pthread_mutex_unlock(&resume_lock);
+	return true;
+}
+
+/* Retires the context's key and forgets its sessions: nothing made under it resumes again. */
+static void resumption_unbind(WOLFSSL_CTX *ctx)
+{
+	pthread_mutex_lock(&resume_lock);
+	struct ticket_key *k = ticket_keys;
+	while (k && k->ctx != ctx)
+		k = k->next;
+	if (k) {
+		explicit_bzero(k->name, sizeof(k->name));
+		explicit_bzero(k->key, sizeof(k->key));
+		k->retired = true;
+		k->ctx = NULL;
+	}
+	for (size_t i = 0; k && server_sessions && i < SERVER_SESSIONS; i++) {
+		if (server_sessions[i].owner == k)
+			session_clear(&server_sessions[i]);
+	}
+	pthread_mutex_unlock(&resume_lock);
+}
+
+/* At exit, once no context is left: drops every stored session, the cache and the keys. */
+static void resumption_cleanup(void)
+{
+	pthread_mutex_lock(&resume_lock);
+	for (size_t i = 0; server_sessions && i < SERVER_SESSIONS; i++)
+		session_clear(&server_sessions[i]);
+	free(server_sessions);
+	server_sessions = NULL;
+	while (ticket_keys) {
+		struct ticket_key *k = ticket_keys;
+		ticket_keys = k->next;
+		explicit_bzero(k, sizeof(*k));
+		free(k);
+	}
+	pthread_mutex_unlock(&resume_lock);
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "iobuf.h"
+#include "tls_peek.h" /* tls_peek_sni, which picks the context a server connection gets */
 
 typedef struct WOLFSSL_CTX tls_ctx;
 typedef struct WOLFSSL_SESSION tls_session;
@@ -38,6 +39,9 @@ struct tls_conn *tls_conn_new(tls_ctx *ctx, struct iobuf *in, tls_send_fn send, 
 void tls_conn_free(struct tls_conn *c);
 /* Client side: the SNI to send, and the name the certificate must match (NULL: none). */
 void tls_conn_set_client_names(struct tls_conn *c, const char *sni, const char *verify_name);
+/* Server side, before the handshake: the host name the client asked for by SNI ("" for
+ * none). A session is only resumed under the context and name it was made for (RFC 6066 3). */
+void tls_conn_set_server_name(struct tls_conn *c, const char *name);
 /* Tells the connection the peer closed its side: reads then fail instead of wanting more. */
 void tls_conn_set_eof(struct tls_conn *c);
 enum tls_status tls_conn_handshake(struct tls_conn *c);
@@ -68,9 +72,5 @@ void tls_session_cache_free(struct tls_session_cache *cache);
 tls_session *tls_session_cache_get(struct tls_session_cache *cache, const char *key);
 /* Stores session under key, taking over the reference. */
 void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls_session *session);
-
-enum tls_peek { TLS_PEEK_NEED_MORE, TLS_PEEK_DONE, TLS_PEEK_NOT_TLS };
-/* Looks for SNI in the first TLS record of buf. On DONE, sni holds the name or "" if none. */
-enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap);
 
 #endif

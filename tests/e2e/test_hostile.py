@@ -10,6 +10,30 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
+# The scanners' smuggling payloads (issue 9): one write whose first message "ends" at a "."
+# line made by a bare line end, then carries a second transaction. Only the client's own
+# CRLF "." CRLF may end the data, so the relay must see one message (or none), never two.
+SMUGGLE_SEPS = (b"\r\n\n.\r\n", b"\r\n\r.\r\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\n.\n", b"\r.\r")
+SMUGGLED = (b"MAIL FROM:<smuggled@acme.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+            b"Subject: SMUGGLED\r\n\r\nSMUGGLED\r\n.\r\n")
+
+
+def smuggle_body(sep):
+    return b"Subject: t\r\n\r\nTESTING" + sep + SMUGGLED
+
+
+def replies_until_quit(test, c):
+    """Sends QUIT and returns the codes of every reply still owed, through the 221: a
+    smuggled transaction would show as replies the client never asked for."""
+    c.send(b"QUIT\r\n")
+    codes = []
+    for _ in range(10):
+        codes.append(c.reply().code)
+        if codes[-1] == 221:
+            break
+    return codes
+
+
 LIMITS = ("limits = { max_message_size = 4096; max_bad_commands = 3; command_timeout = 2;"
           " data_timeout = 2; tls_timeout = 2; };")
 
@@ -51,6 +75,41 @@ class Hostile(h.ProxyTestCase):
             with self.subTest(variant=variant):
                 body = b"Subject: s\r\n\r\nhello" + variant + b"MAIL FROM:<evil@x.test>\r\n.\r\n"
                 self.refused_body(body, 554, "5.6.0")
+
+    def test_smuggling_payloads_rejected(self):
+        for sep in SMUGGLE_SEPS:
+            with self.subTest(sep=sep):
+                self.refused_body(smuggle_body(sep), 554, "5.6.0")
+                self.assertNotIn(b"smuggled", self.relay.all_raw())
+
+    def test_smuggling_payloads_in_bdat_rejected(self):
+        before = self.relay.messages()
+        for sep in SMUGGLE_SEPS:
+            with self.subTest(sep=sep):
+                c = self.starttls_session()
+                self.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 250)
+                self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+                chunk = smuggle_body(sep)
+                c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+                self.assertReply(c.reply(), 554, "5.6.0")
+                self.assertEqual(replies_until_quit(self, c), [221])
+        self.assertEqual(self.relay.messages(), before)
+        self.assertNotIn(b"smuggled", self.relay.all_raw())
+
+    def test_nul_in_content_refused(self):
+        self.refused_body(b"Subject: n\r\n\r\nnul\0here\r\n.\r\n", 554, "5.6.0")
+        before = self.relay.messages()
+        c = self.starttls_session()
+        self.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+        chunk = b"Subject: n\r\n\r\nnul\0here\r\n"
+        c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+        r = c.reply()
+        self.assertReply(r, 554, "5.6.0")
+        self.assertIn("NUL", r.text)
+        self.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 421, "4.7.0")
+        self.assertEqual(self.relay.messages(), before)
+        self.assertNotIn(b"\0", self.relay.all_raw())
 
     def test_bdat_bare_lf_rejected(self):
         before = self.relay.messages()
@@ -182,7 +241,8 @@ class Hostile(h.ProxyTestCase):
         self.assertEqual(s.recv(100), b"")
         s.close()
         self.assertEqual(self.peer_cn("SMTP.ACME.TEST"), "smtp.acme.test")
-        self.assertEqual(self.peer_cn("smtp.acme.test."), "smtp.acme.test")
+        # RFC 6066 3: no trailing dot in a HostName; an invalid name gets the default.
+        self.assertEqual(self.peer_cn("smtp.acme.test."), "smtp.livery.test")
         self.assertEqual(self.peer_cn("x.GLOBEX.test"), "*.globex.test")
         for name in ("a" * 63 + ".acme.test", "xn--bcher-kva.example", "nobody.example", "a.b.globex.test"):
             with self.subTest(name=name):
@@ -226,6 +286,41 @@ class Normalize(h.ProxyTestCase):
         n = self.new_message(before)
         # Each bare CR or LF became CRLF; the "." line that made is dot-stuffed (content).
         self.assertEqual(self.relay.msg_data(n), b"a\r\nb\r\nc\r\nd\r\n\r\n..\r\nx\r\n")
+
+    def test_smuggling_payloads_stay_one_message(self):
+        """A "." on a line that normalising made is stuffed: the smuggled transaction stays
+        content of the one message, which ends at the client's own final dot."""
+        for sep in SMUGGLE_SEPS:
+            with self.subTest(sep=sep):
+                before = self.relay.messages()
+                c = self.starttls_session()
+                self.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 250)
+                self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+                self.assertReply(c.cmd("DATA"), 354)
+                c.send(smuggle_body(sep))
+                self.assertEqual([c.reply().code] + replies_until_quit(self, c), [250, 221])
+                n = self.new_message(before)
+                self.assertIn("ann@acme.test", self.relay.msg_env(n))
+                self.assertNotIn("smuggled", self.relay.msg_env(n))
+                data = self.relay.msg_data(n)
+                self.assertIn(b"\r\nMAIL FROM:<smuggled@acme.test>\r\n", data)
+                self.assertTrue(data.endswith(b"\r\nSMUGGLED\r\n"), data)
+
+    def test_smuggling_payloads_in_bdat_refused(self):
+        """CHUNKING is not offered with normalize; a BDAT chunk is swallowed and refused,
+        and nothing inside it is taken for a command."""
+        before = self.relay.messages()
+        for sep in SMUGGLE_SEPS:
+            with self.subTest(sep=sep):
+                c = self.starttls_session()
+                self.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 250)
+                self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+                chunk = smuggle_body(sep)
+                c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+                self.assertReply(c.reply(), 502, "5.5.1")
+                self.assertEqual(replies_until_quit(self, c), [221])
+        self.assertEqual(self.relay.messages(), before)
+        self.assertNotIn(b"smuggled", self.relay.all_raw())
 
 
 class AuthFailures(h.ProxyTestCase):

@@ -1,4 +1,7 @@
-/* fuzz_data_filter: message content through smtp_data_filter in every mode, cut at fuzzed points; nothing bare is ever forwarded, the relay finds the end where the filter did, and cutting the input differently changes nothing. */
+/* fuzz_data_filter: message content through smtp_data_filter in every mode, cut at fuzzed points; nothing
+ * bare and no NUL is ever forwarded, the relay finds the end where the filter did, only the client's own CRLF
+ * "." CRLF ends the data (in both policies: no smuggling), and cutting the input differently changes nothing.
+ */
 #include <assert.h>
 #include <stdint.h>
 #include <string.h>
@@ -67,7 +70,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(a.f.bytes == a.consumed && a.consumed <= len);
 	assert(!chunked || !a.done);
 	assert_no_bare(out, olen, chunked);
+	assert(memchr(out, '\0', olen) == NULL);
 	if (!chunked) {
+		/* The client's own first CRLF "." CRLF, bare CR and LF being mere content there:
+		 * normalising must not make an end the client did not send (smuggling). */
+		size_t want = relay_end(in, len);
+		assert(a.done == (want != 0) && (!a.done || a.consumed == want));
 		size_t end = relay_end(out, olen);
 		if (a.done && !a.f.halted)
 			assert(end == olen); /* the relay ends exactly where the filter did */
