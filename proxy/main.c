@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
+#include "certmon.h"
 #include "certstore.h"
 #include "config.h"
 #include "listener.h"
@@ -71,6 +73,7 @@ struct app {
 	uv_mutex_t wake_lock;
 	struct worker *workers;
 	unsigned nworkers;
+	struct certmon *certmon;
 };
 
 static int parse_args(int argc, char **argv, struct options *o)
@@ -282,6 +285,7 @@ static int run(struct app *app, const struct config *cfg, const struct certstore
 		atomic_store(&app->workers_running, (int)n);
 		for (unsigned i = 0; i < n; i++)
 			uv_thread_create(&app->workers[i].thread, worker_run, &app->workers[i]);
+		app->certmon = certmon_start(&app->loop, cfg, certs, NULL, NULL); /* closes with the loop */
 		log_info("ready (%u worker%s)", n, n == 1 ? "" : "s");
 		uv_run(&app->loop, UV_RUN_DEFAULT);
 		for (unsigned i = 0; i < n; i++)
@@ -292,6 +296,7 @@ static int run(struct app *app, const struct config *cfg, const struct certstore
 	uv_walk(&app->loop, close_handle, NULL);
 	uv_run(&app->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&app->loop);
+	certmon_free_closed(app->certmon);
 	uv_mutex_destroy(&app->wake_lock);
 	free(app->workers);
 	return rc == 0 ? 0 : 1;
@@ -322,7 +327,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		rc = 2;
 	} else if (o.check) {
-		printf("%s: OK\n", o.config);
+		rc = certstore_log_expiry(certs, (long long)time(NULL)) > 0 ? 2 : 0; /* expired, not yet valid */
+		if (rc == 0)
+			printf("%s: OK\n", o.config);
 	} else {
 		/* libuv does not ignore SIGPIPE, and a peer closing mid-write must not kill us. */
 		signal(SIGPIPE, SIG_IGN);

@@ -9,8 +9,11 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/openssl/x509v3.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 
+#include "names.h"
 #include "util.h"
 
 #ifdef WOLFSSL_AESNI
@@ -195,6 +198,153 @@ tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t 
 void tls_ctx_free(tls_ctx *ctx)
 {
 	wolfSSL_CTX_free(ctx);
+}
+
+/* ---- certificate inspection (cert_dir, expiry, `livery check`) ---- */
+
+#define PEM_FILE_MAX (1 << 20)
+static const char pem_begin[] = "-----BEGIN CERTIFICATE-----";
+static const char pem_end[] = "-----END CERTIFICATE-----";
+
+/* The whole file, NUL-terminated; NULL with errno's words in err. */
+static char *read_small_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = xmalloc(PEM_FILE_MAX + 1);
+
+	*len = f ? fread(buf, 1, PEM_FILE_MAX, f) : 0;
+	if (!f || ferror(f)) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		if (f)
+			fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	buf[*len] = '\0';
+	return buf;
+}
+
+/* The certificate whose PEM block starts at or after *pos, advancing *pos past it. */
+static WOLFSSL_X509 *next_pem_cert(const char **pos)
+{
+	const char *b = strstr(*pos, pem_begin);
+	const char *e = b ? strstr(b, pem_end) : NULL;
+
+	if (!e)
+		return NULL;
+	e += sizeof(pem_end) - 1;
+	*pos = e;
+	return wolfSSL_X509_load_certificate_buffer((const unsigned char *)b, (int)(e - b), WOLFSSL_FILETYPE_PEM);
+}
+
+static long long asn1_time_unix(const WOLFSSL_ASN1_TIME *t)
+{
+	struct tm tm = {0};
+
+	if (!t || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS)
+		return 0;
+	return (long long)timegm(&tm);
+}
+
+static void add_name(struct tls_cert_info *ci, const char *name, size_t len)
+{
+	char norm[NAME_MAX_LEN + 1];
+
+	if (!name_normalize(name, len, norm, true))
+		return; /* not a host name we could ever be asked for (e.g. an IDN in UTF-8) */
+	ci->names = xrealloc(ci->names, (ci->nnames + 1) * sizeof(char *));
+	ci->names[ci->nnames++] = xstrdup(norm);
+}
+
+/* RFC 9525: the SAN dNSNames are the names; the CN counts only when there are none. */
+static void collect_names(WOLFSSL_X509 *x, struct tls_cert_info *ci)
+{
+	WOLFSSL_STACK *sans = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int n = sans ? wolfSSL_sk_GENERAL_NAME_num(sans) : 0;
+
+	for (int i = 0; i < n; i++) {
+		WOLFSSL_GENERAL_NAME *g = wolfSSL_sk_GENERAL_NAME_value(sans, i);
+		if (g && g->type == GEN_DNS && g->d.dNSName)
+			add_name(ci, (const char *)wolfSSL_ASN1_STRING_data(g->d.dNSName),
+			         (size_t)wolfSSL_ASN1_STRING_length(g->d.dNSName));
+	}
+	if (sans)
+		wolfSSL_sk_GENERAL_NAME_pop_free(sans, wolfSSL_GENERAL_NAME_free);
+	if (ci->nnames > 0)
+		return;
+	char cn[NAME_MAX_LEN + 2];
+	int len = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName, cn,
+	                                            (int)sizeof(cn));
+	if (len > 0) {
+		add_name(ci, cn, (size_t)len);
+		ci->from_cn = ci->nnames > 0;
+	}
+}
+
+bool tls_cert_info_load(const char *path, struct tls_cert_info *ci, char *err, size_t errlen)
+{
+	size_t len;
+	char *buf = read_small_file(path, &len, err, errlen);
+	const char *pos = buf;
+
+	memset(ci, 0, sizeof(*ci));
+	if (!buf)
+		return false;
+	WOLFSSL_X509 *x = next_pem_cert(&pos);
+	free(buf);
+	if (!x) {
+		snprintf(err, errlen, "%s holds no readable PEM certificate", path);
+		return false;
+	}
+	collect_names(x, ci);
+	ci->rsa = wolfSSL_X509_get_pubkey_type(x) == RSAk;
+	ci->not_before = asn1_time_unix(wolfSSL_X509_get_notBefore(x));
+	ci->not_after = asn1_time_unix(wolfSSL_X509_get_notAfter(x));
+	wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(x), ci->subject, (int)sizeof(ci->subject));
+	wolfSSL_X509_free(x);
+	return true;
+}
+
+void tls_cert_info_free(struct tls_cert_info *ci)
+{
+	for (size_t i = 0; i < ci->nnames; i++)
+		free(ci->names[i]);
+	free(ci->names);
+	ci->names = NULL;
+	ci->nnames = 0;
+}
+
+int tls_chain_check(const char *path, char *err, size_t errlen)
+{
+	size_t len;
+	char *buf = read_small_file(path, &len, err, errlen);
+	const char *pos = buf;
+	WOLFSSL_X509 *prev = NULL, *x;
+	int n = 0;
+
+	if (!buf)
+		return -1;
+	for (; (x = next_pem_cert(&pos)) != NULL; n++) {
+		bool ordered = !prev || wolfSSL_X509_NAME_cmp(wolfSSL_X509_get_issuer_name(prev),
+		                                              wolfSSL_X509_get_subject_name(x)) == 0;
+		if (!ordered) {
+			char want[256];
+			wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(prev), want, (int)sizeof(want));
+			snprintf(err, errlen, "certificate %d's issuer (%s) is not certificate %d's subject", n, want,
+			         n + 1);
+			n = -1;
+		}
+		wolfSSL_X509_free(prev);
+		prev = x;
+		if (n < 0)
+			break;
+	}
+	wolfSSL_X509_free(prev);
+	free(buf);
+	if (n == 0)
+		snprintf(err, errlen, "%s holds no readable PEM certificate", path);
+	return n == 0 ? -1 : n;
 }
 
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)

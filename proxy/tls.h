@@ -33,6 +33,22 @@ tls_ctx *tls_server_ctx_new(const char *cert, const char *key, bool *key_at_faul
 tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen);
 void tls_ctx_free(tls_ctx *ctx);
 
+/* What a certificate (the first in a PEM file) says about itself. */
+struct tls_cert_info {
+	char **names;  /* normalised DNS names it serves: its SAN dNSNames, else its CN */
+	size_t nnames;
+	bool from_cn;  /* names came from the CN because it has no SAN dNSName (RFC 9525 6.4.4) */
+	bool rsa;      /* an RSA key (else ECDSA) */
+	long long not_before, not_after; /* Unix times */
+	char subject[256];
+};
+/* Reads the first certificate of path. False with a message in err when it cannot. */
+bool tls_cert_info_load(const char *path, struct tls_cert_info *ci, char *err, size_t errlen);
+void tls_cert_info_free(struct tls_cert_info *ci);
+/* Checks a PEM chain's order: each certificate's issuer is the next one's subject. Returns the
+ * number of certificates, or -1 with the first fault in err. */
+int tls_chain_check(const char *path, char *err, size_t errlen);
+
 /* The connection reads ciphertext from in (owned by the caller) and sends through send. */
 struct tls_conn *tls_conn_new(tls_ctx *ctx, struct iobuf *in, tls_send_fn send, void *arg);
 void tls_conn_free(struct tls_conn *c);
