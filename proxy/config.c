@@ -22,18 +22,18 @@ struct parse {
 };
 
 static const char *const top_keys[] = {
-        "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits",
-        "cert_dir", /* certificates by name: certbot's live/ layout or flat pairs */
+        "log_level", "workers", "bare_line_endings", "listeners", "regions",
+        "tenants",   "limits",  "cert_dir", /* certificates by name: certbot's live/ layout or flat pairs */
         NULL};
 static const char *const listener_keys[] = {
         "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth", NULL};
 static const char *const region_keys[] = {
         "name",    "host",      "hosts",           "port",           "tls",   "verify_name",
         "ca_file", "ehlo_name", "connect_timeout", "tls_resumption", "scrub", NULL};
-static const char *const tenant_keys[] = {"name",        "hostnames",         "cert", "key", "region",
-                                          "require_tls", "skip_verification",
-                                          "cert_dir", /* this tenant's own certificate directory */
-                                          NULL};
+static const char *const tenant_keys[] = {
+        "name",        "hostnames",         "cert",     "key", "region",
+        "require_tls", "skip_verification", "cert_dir", /* this tenant's own certificate directory */
+        NULL};
 static const char *const limits_keys[] = {"max_message_size",  "max_connections",  "max_connections_per_ip",
                                           "max_auth_failures", "max_bad_commands", "command_timeout",
                                           "data_timeout",      "relay_timeout",    "relay_data_timeout",
@@ -504,9 +504,12 @@ static bool parse_tenant_certs(struct parse *p, const config_setting_t *g, struc
 	if (!get_opt_path(p, g, "cert_dir", &t->cert_dir))
 		return false;
 	if (!cert && !key && !t->cert_dir && !p->cfg->cert_dir)
-		return fail(p, g, "tenant '%s' needs 'cert' and 'key', or a 'cert_dir' (its own or the top level's)",
-		            t->name);
-	if ((cert || key) && (!get_path(p, g, "cert", NULL, &t->cert) || !get_path(p, g, "key", NULL, &t->key)))
+		return fail(
+		        p, g,
+		        "tenant '%s' needs 'cert' and 'key', or a 'cert_dir' (its own or the top level's)",
+		        t->name);
+	if ((cert || key) &&
+	    (!get_path(p, g, "cert", NULL, &t->cert) || !get_path(p, g, "key", NULL, &t->key)))
 		return false;
 	t->src_file = source_file(p, cert);
 	t->cert_line = cert ? (int)config_setting_source_line(cert) : 0;
@@ -523,7 +526,8 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 	char *region = NULL;
 
 	if (!check_keys(p, g, tenant_keys, "tenant") || !get_string(p, g, "name", NULL, &t->name) ||
-	    !parse_hostnames(p, g, t) || !parse_tenant_certs(p, g, t) || !get_string(p, g, "region", NULL, &region))
+	    !parse_hostnames(p, g, t) || !parse_tenant_certs(p, g, t) ||
+	    !get_string(p, g, "region", NULL, &region))
 		return false;
 	t->region = find_region(p->cfg, region);
 	free(region);
@@ -695,8 +699,8 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "bare_line_endings"),
 		            "'bare_line_endings' must be \"reject\" or \"normalize\"");
-	return parse_cert_dir(p, root) && parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) &&
-	       parse_listeners(p, lc);
+	return parse_cert_dir(p, root) && parse_limits(p, lc) && parse_regions(p, lc) &&
+	       parse_tenants(p, lc) && parse_listeners(p, lc);
 }
 
 static char *dir_of(const char *path)

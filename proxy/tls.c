@@ -235,7 +235,8 @@ static WOLFSSL_X509 *next_pem_cert(const char **pos)
 		return NULL;
 	e += sizeof(pem_end) - 1;
 	*pos = e;
-	return wolfSSL_X509_load_certificate_buffer((const unsigned char *)b, (int)(e - b), WOLFSSL_FILETYPE_PEM);
+	return wolfSSL_X509_load_certificate_buffer((const unsigned char *)b, (int)(e - b),
+	                                            WOLFSSL_FILETYPE_PEM);
 }
 
 static long long asn1_time_unix(const WOLFSSL_ASN1_TIME *t)
@@ -330,9 +331,10 @@ int tls_chain_check(const char *path, char *err, size_t errlen)
 		                                              wolfSSL_X509_get_subject_name(x)) == 0;
 		if (!ordered) {
 			char want[256];
-			wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(prev), want, (int)sizeof(want));
-			snprintf(err, errlen, "certificate %d's issuer (%s) is not certificate %d's subject", n, want,
-			         n + 1);
+			wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(prev), want,
+			                          (int)sizeof(want));
+			snprintf(err, errlen, "certificate %d's issuer (%s) is not certificate %d's subject",
+			         n, want, n + 1);
 			n = -1;
 		}
 		wolfSSL_X509_free(prev);

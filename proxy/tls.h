@@ -35,10 +35,10 @@ void tls_ctx_free(tls_ctx *ctx);
 
 /* What a certificate (the first in a PEM file) says about itself. */
 struct tls_cert_info {
-	char **names;  /* normalised DNS names it serves: its SAN dNSNames, else its CN */
+	char **names; /* normalised DNS names it serves: its SAN dNSNames, else its CN */
 	size_t nnames;
-	bool from_cn;  /* names came from the CN because it has no SAN dNSName (RFC 9525 6.4.4) */
-	bool rsa;      /* an RSA key (else ECDSA) */
+	bool from_cn; /* names came from the CN because it has no SAN dNSName (RFC 9525 6.4.4) */
+	bool rsa;     /* an RSA key (else ECDSA) */
 	long long not_before, not_after; /* Unix times */
 	char subject[256];
 };
