@@ -23,6 +23,8 @@ struct binding {
 	const struct tenant_cfg *tenant;
 	const char *hostname;
 	const struct certstore_cert *cert;
+	const struct certstore_cert *rsa; /* for clients that reject ECDSA when cert is ECDSA, or NULL */
+	tls_ctx *own_ctx; /* cert's own copy, when cert's context already falls back to another RSA one */
 };
 
 struct certstore {
@@ -184,10 +186,11 @@ static void log_choice(const char *hostname, const struct certstore_cert *win,
 	log_info("%s: %s (expires %s) chosen over %s (expires %s)", hostname, win->cert, a, lose->cert, b);
 }
 
-/* The best certificate under dir for hostname. ECDSA is preferred to RSA: it is the faster
- * handshake and every current client accepts it. */
+/* The best certificate under dir for hostname, and in *rsa a valid RSA one for clients that
+ * cannot verify ECDSA when the best is ECDSA. ECDSA is preferred: it is the faster handshake
+ * and every current client accepts it. */
 static const struct certstore_cert *choose(const struct certstore *cs, const char *dir, const char *hostname,
-                                           long long now)
+                                           long long now, const struct certstore_cert **rsa)
 {
 	const struct certstore_cert *best[2] = {NULL, NULL}; /* ECDSA, RSA */
 
@@ -203,8 +206,11 @@ static const struct certstore_cert *choose(const struct certstore *cs, const cha
 		if (!*slot || better(c, *slot, now))
 			*slot = c;
 	}
-	if (best[0] && (valid_at(best[0], now) || !best[1] || !valid_at(best[1], now)))
+	*rsa = NULL;
+	if (best[0] && (valid_at(best[0], now) || !best[1] || !valid_at(best[1], now))) {
+		*rsa = best[1] && valid_at(best[1], now) ? best[1] : NULL;
 		return best[0];
+	}
 	return best[1];
 }
 
@@ -218,6 +224,29 @@ static const struct certstore_cert *explicit_cert(const struct certstore *cs, co
 	abort(); /* load_tenant_pairs loaded it or failed */
 }
 
+/* The ECDSA context hands clients that reject ECDSA to the RSA one. A context shared by names
+ * whose RSA certificates differ cannot point at both: such a name gets its own copy. */
+static bool attach_rsa(struct binding *b, char *err, size_t errlen)
+{
+	tls_ctx *ctx = b->cert->ctx, *have = tls_ctx_rsa_fallback(ctx);
+	char why[512];
+	bool key_at_fault;
+
+	if (have == b->rsa->ctx)
+		return true;
+	if (have) {
+		b->own_ctx = tls_server_ctx_new(b->cert->cert, b->cert->key, &key_at_fault, why, sizeof(why));
+		if (!b->own_ctx) { /* it loaded a moment ago: the files changed under us */
+			snprintf(err, errlen, "%s: %s", b->cert->cert, why);
+			return false;
+		}
+		ctx = b->own_ctx;
+	}
+	tls_ctx_set_rsa_fallback(ctx, b->rsa->ctx);
+	log_info("%s: %s, and %s for clients without ECDSA", b->hostname, b->cert->cert, b->rsa->cert);
+	return true;
+}
+
 static bool bind_tenant(struct certstore *cs, const struct tenant_cfg *t, long long now, char *err,
                         size_t errlen)
 {
@@ -228,7 +257,7 @@ static bool bind_tenant(struct certstore *cs, const struct tenant_cfg *t, long l
 		b->view = *t;
 		b->tenant = t;
 		b->hostname = t->hostnames[h];
-		b->cert = t->cert ? explicit_cert(cs, t) : choose(cs, dir, t->hostnames[h], now);
+		b->cert = t->cert ? explicit_cert(cs, t) : choose(cs, dir, t->hostnames[h], now, &b->rsa);
 		if (!b->cert) {
 			snprintf(err, errlen,
 			         "%s:%d: tenant '%s': no certificate under %s covers host name '%s'",
@@ -236,6 +265,8 @@ static bool bind_tenant(struct certstore *cs, const struct tenant_cfg *t, long l
 			return false;
 		}
 		cs->names[cs->nnames++] = (struct name_entry){b->hostname, &b->view};
+		if (b->rsa && !attach_rsa(b, err, errlen))
+			return false;
 	}
 	return true;
 }
@@ -312,6 +343,8 @@ void certstore_free(struct certstore *cs)
 		tls_ctx_free(cs->verify[i]);
 		tls_ctx_free(cs->noverify[i]);
 	}
+	for (size_t i = 0; i < cs->nbindings; i++)
+		tls_ctx_free(cs->bindings[i].own_ctx);
 	free(cs->certs);
 	free(cs->bindings);
 	free(cs->verify);
@@ -351,7 +384,8 @@ tls_ctx *certstore_server_ctx(const struct certstore *cs, const struct tenant_cf
 {
 	const struct binding *b = binding_of(cs, t);
 
-	return (b ? b : first_binding(cs, t))->cert->ctx;
+	b = b ? b : first_binding(cs, t);
+	return b->own_ctx ? b->own_ctx : b->cert->ctx;
 }
 
 tls_ctx *certstore_client_ctx(const struct certstore *cs, const struct tenant_cfg *t)

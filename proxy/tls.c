@@ -47,9 +47,12 @@ struct tls_conn {
 	char errbuf[160];
 };
 
+static int rsa_fallback_index = -1; /* a context's ex_data slot for its RSA fallback */
+
 void tls_global_init(void)
 {
 	wolfSSL_Init();
+	rsa_fallback_index = wolfSSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 void tls_global_cleanup(void)
@@ -349,6 +352,109 @@ int tls_chain_check(const char *path, char *err, size_t errlen)
 	return n == 0 ? -1 : n;
 }
 
+void tls_ctx_set_rsa_fallback(tls_ctx *ecdsa, tls_ctx *rsa)
+{
+	if (rsa_fallback_index >= 0)
+		wolfSSL_CTX_set_ex_data(ecdsa, rsa_fallback_index, rsa);
+}
+
+tls_ctx *tls_ctx_rsa_fallback(tls_ctx *ctx)
+{
+	return rsa_fallback_index >= 0 && ctx ? wolfSSL_CTX_get_ex_data(ctx, rsa_fallback_index) : NULL;
+}
+
+/* ---- the ClientHello's signature_algorithms, for choosing ECDSA or RSA (pure) ---- */
+
+struct hello_reader {
+	const unsigned char *p, *end;
+	bool ok;
+};
+
+static size_t hr_take(struct hello_reader *r, size_t nbytes)
+{
+	size_t v = 0;
+
+	if (!r->ok || (size_t)(r->end - r->p) < nbytes) {
+		r->ok = false;
+		return 0;
+	}
+	for (size_t i = 0; i < nbytes; i++)
+		v = v << 8 | *r->p++;
+	return v;
+}
+
+static void hr_skip(struct hello_reader *r, size_t nbytes)
+{
+	if (!r->ok || (size_t)(r->end - r->p) < nbytes)
+		r->ok = false;
+	else
+		r->p += nbytes;
+}
+
+/* A SignatureScheme (RFC 8446 4.2.3), or a TLS 1.2 (hash, signature) pair (RFC 5246
+ * 7.4.1.4.1): ECDSA is signature 3 with hashes sha1 (2) to sha512 (6). */
+static bool scheme_is_ecdsa(size_t scheme)
+{
+	return (scheme & 0xff) == 3 && (scheme >> 8) >= 2 && (scheme >> 8) <= 6;
+}
+
+/* Positions r at the extensions of the ClientHello in the record at buf; false if there is
+ * none whole there. */
+static bool hello_extensions(const char *buf, size_t len, struct hello_reader *r)
+{
+	*r = (struct hello_reader){(const unsigned char *)buf, (const unsigned char *)buf + len, true};
+	if (hr_take(r, 1) != 0x16)
+		return false;
+	hr_skip(r, 2); /* record version */
+	size_t rec = hr_take(r, 2);
+	if (!r->ok || (size_t)(r->end - r->p) < rec)
+		return false;
+	r->end = r->p + rec;
+	if (hr_take(r, 1) != 1)
+		return false; /* not a ClientHello */
+	size_t body = hr_take(r, 3);
+	if (!r->ok || (size_t)(r->end - r->p) < body)
+		return false; /* split across records: leave the choice to the default */
+	r->end = r->p + body;
+	hr_skip(r, 2 + 32);        /* client_version, random */
+	hr_skip(r, hr_take(r, 1)); /* session_id */
+	hr_skip(r, hr_take(r, 2)); /* cipher_suites */
+	hr_skip(r, hr_take(r, 1)); /* compression_methods */
+	size_t ext = hr_take(r, 2);
+	if (!r->ok || (size_t)(r->end - r->p) < ext)
+		return false;
+	r->end = r->p + ext;
+	return true;
+}
+
+bool tls_hello_rejects_ecdsa(const char *buf, size_t len)
+{
+	struct hello_reader r;
+
+	if (!hello_extensions(buf, len, &r))
+		return false;
+	while (r.ok && r.p < r.end) {
+		size_t type = hr_take(&r, 2), elen = hr_take(&r, 2);
+		if (!r.ok || (size_t)(r.end - r.p) < elen)
+			return false;
+		if (type != 13) { /* signature_algorithms */
+			hr_skip(&r, elen);
+			continue;
+		}
+		struct hello_reader list = {r.p, r.p + elen, true};
+		size_t n = hr_take(&list, 2);
+		if (!list.ok || n % 2 != 0 || n > elen - 2)
+			return false;
+		list.end = list.p + n;
+		while (list.p < list.end) {
+			if (scheme_is_ecdsa(hr_take(&list, 2)))
+				return false;
+		}
+		return true;
+	}
+	return false;
+}
+
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
 	struct tls_conn *c = arg;
@@ -373,9 +479,23 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
 	return sz;
 }
 
+/* A server context with an RSA fallback gives it to a client whose ClientHello, still whole in
+ * in, says it cannot verify ECDSA. One context per key type, not both in one context: Debian's
+ * wolfSSL 5.5.4 keeps one certificate and key per context. */
+static tls_ctx *pick_ctx(tls_ctx *ctx, const struct iobuf *in)
+{
+	tls_ctx *rsa = tls_ctx_rsa_fallback(ctx);
+
+	if (rsa && tls_hello_rejects_ecdsa(iobuf_peek(in), iobuf_avail(in)))
+		return rsa;
+	return ctx;
+}
+
 struct tls_conn *tls_conn_new(tls_ctx *ctx, struct iobuf *in, tls_send_fn send, void *arg)
 {
 	struct tls_conn *c = xcalloc(1, sizeof(*c));
+
+	ctx = pick_ctx(ctx, in);
 
 	c->ssl = wolfSSL_new(ctx);
 	if (!c->ssl) {

@@ -82,6 +82,15 @@ tls_session *tls_session_cache_get(struct tls_session_cache *cache, const char *
 /* Stores session under key, taking over the reference. */
 void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls_session *session);
 
+/* True when buf starts with a whole TLS record holding a ClientHello whose
+ * signature_algorithms extension lists no ECDSA scheme: that client cannot verify an ECDSA
+ * certificate. False when the extension is absent or the hello is not whole in this record. */
+bool tls_hello_rejects_ecdsa(const char *buf, size_t len);
+/* Makes tls_conn_new use rsa instead of the server context ecdsa for clients that reject
+ * ECDSA (seen in the ClientHello waiting in its input). rsa must outlive ecdsa. */
+void tls_ctx_set_rsa_fallback(tls_ctx *ecdsa, tls_ctx *rsa);
+tls_ctx *tls_ctx_rsa_fallback(tls_ctx *ctx);
+
 enum tls_peek { TLS_PEEK_NEED_MORE, TLS_PEEK_DONE, TLS_PEEK_NOT_TLS };
 /* Looks for SNI in the first TLS record of buf. On DONE, sni holds the name or "" if none. */
 enum tls_peek tls_peek_sni(const char *buf, size_t len, char *sni, size_t snicap);

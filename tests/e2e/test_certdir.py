@@ -100,10 +100,13 @@ class CertDirLivery(h.Process):
             raise RuntimeError("livery exited before it was ready:\n%s" % self.log())
         return self
 
-    def served(self, sni):
-        """The leaf certificate (PEM) livery presents on its implicit-TLS port for sni."""
-        r = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (h.HOST, self.ports[1]),
-                            "-servername", sni], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    def served(self, sni, *args, starttls=False):
+        """The leaf certificate (PEM) livery presents for sni on its implicit-TLS port, or after
+        STARTTLS on the other; args go to openssl s_client."""
+        port = self.ports[0] if starttls else self.ports[1]
+        extra = ["-starttls", "smtp"] if starttls else []
+        r = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (h.HOST, port), "-servername", sni]
+                           + extra + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=h.TIMEOUT)
         return first_pem(r.stdout.decode(errors="replace"))
 
@@ -124,6 +127,7 @@ class CertDirTest(unittest.TestCase):
         cls.valid_old = issue(cls.ca, g("valid-old"), ["old.acme.test"], "--days", "30")
         cls.future = issue(cls.ca, g("future"), ["old.acme.test"], "--not-yet-valid", "--days", "400")
         cls.soon = issue(cls.ca, g("soon"), ["soon.acme.test"], "--days", "10")
+        cls.acme_rsa = issue(cls.ca, g("acme-rsa"), ["smtp.acme.test", "mail.acme.test"], "--rsa", "--days", "200")
         cls.renewed = issue(cls.ca, g("renewed"), ["smtp.acme.test", "mail.acme.test"], "--days", "60")
 
     def setUp(self):
@@ -156,10 +160,10 @@ class CertDirTest(unittest.TestCase):
         for word in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
             self.assertNotIn(word, p.log())
 
-    def assertServes(self, livery, sni, pem_path):
+    def assertServes(self, livery, sni, pem_path, *args, starttls=False):
         with open(pem_path) as f:
             want = first_pem(f.read())
-        got = livery.served(sni)
+        got = livery.served(sni, *args, starttls=starttls)
         self.assertIsNotNone(got, "no certificate from livery for %s" % sni)
         self.assertEqual(got, want, "livery served the wrong certificate for %s (wanted %s)" % (sni, pem_path))
 
@@ -242,6 +246,28 @@ class CertDirTest(unittest.TestCase):
         p = self.start(lambda ports: config(d, tenants, ports=ports))
         self.assertServes(p, "old.acme.test", self.valid_old[0])
         self.assertRegex(p.log(), r"warn|error: certificate \S*expired\.pem expired on")
+        self.stop(p)
+
+    def test_ecdsa_and_rsa_for_one_name(self):
+        """Both kinds for one name: the client's signature_algorithms choose. The RSA one
+        expires later, yet a client that accepts ECDSA gets the ECDSA one."""
+        d = self.new_dir("dual")
+        place(*self.acme_long, os.path.join(d, "acme-ec.pem"), os.path.join(d, "acme-ec.key"))
+        place(*self.acme_short, os.path.join(d, "acme-ec2.pem"), os.path.join(d, "acme-ec2.key"))
+        place(*self.acme_rsa, os.path.join(d, "acme-rsa.pem"), os.path.join(d, "acme-rsa.key"))
+        tenants = [("acme", ["smtp.acme.test", "mail.acme.test"], [])]
+        p = self.start(lambda ports: config(d, tenants, ports=ports))
+        rsa_only = ("-sigalgs", "RSA-PSS+SHA256:RSA+SHA256")
+        self.assertServes(p, "smtp.acme.test", self.acme_long[0])
+        self.assertServes(p, "smtp.acme.test", self.acme_rsa[0], *rsa_only)
+        self.assertServes(p, "smtp.acme.test", self.acme_rsa[0], "-tls1_2", "-sigalgs", "RSA+SHA256")
+        self.assertServes(p, "smtp.acme.test", self.acme_long[0], "-tls1_2")
+        self.assertServes(p, "smtp.acme.test", self.acme_rsa[0], *rsa_only, starttls=True)
+        self.assertServes(p, "smtp.acme.test", self.acme_long[0], starttls=True)
+        # mail.acme.test's ECDSA certificate is another one: its own fallback, the same RSA one.
+        self.assertServes(p, "mail.acme.test", self.acme_short[0])
+        self.assertServes(p, "mail.acme.test", self.acme_rsa[0], *rsa_only)
+        self.assertRegex(p.log(), r"smtp\.acme\.test: \S*acme-ec\.pem, and \S*acme-rsa\.pem for clients without ECDSA")
         self.stop(p)
 
     def test_mismatched_pair_refused(self):
