@@ -37,6 +37,8 @@ struct certstore {
 	tls_ctx **noverify;
 	struct name_entry *names; /* every tenant's host names, to its binding's view, sorted */
 	size_t nnames;
+	char **refused; /* why each pair under a cert_dir that did not load was refused */
+	size_t nrefused;
 };
 
 /* certbot keeps keys 0600; a key others can read is worth a word at start-up. */
@@ -97,9 +99,12 @@ static bool load_dir(struct certstore *cs, const char *dir, const char *file, in
 	}
 	size_t before = cs->ncerts;
 	for (size_t i = 0; i < l.n; i++) {
-		if (!load_pair(cs, l.pairs[i].cert, l.pairs[i].key, dir, &key_at_fault, why, sizeof(why)))
-			log_warn("cert_dir %s: refusing %s + %s: %s", dir, l.pairs[i].cert, l.pairs[i].key,
-			         why);
+		if (load_pair(cs, l.pairs[i].cert, l.pairs[i].key, dir, &key_at_fault, why, sizeof(why)))
+			continue;
+		log_warn("cert_dir %s: refusing %s + %s: %s", dir, l.pairs[i].cert, l.pairs[i].key, why);
+		cs->refused = xrealloc(cs->refused, (cs->nrefused + 1) * sizeof(char *));
+		cs->refused[cs->nrefused++] =
+		        xasprintf("refusing %s + %s: %s", l.pairs[i].cert, l.pairs[i].key, why);
 	}
 	log_info("cert_dir %s: %zu certificate%s loaded", dir, cs->ncerts - before,
 	         cs->ncerts - before == 1 ? "" : "s");
@@ -345,6 +350,9 @@ void certstore_free(struct certstore *cs)
 	}
 	for (size_t i = 0; i < cs->nbindings; i++)
 		tls_ctx_free(cs->bindings[i].own_ctx);
+	for (size_t i = 0; i < cs->nrefused; i++)
+		free(cs->refused[i]);
+	free(cs->refused);
 	free(cs->certs);
 	free(cs->bindings);
 	free(cs->verify);
@@ -412,6 +420,26 @@ const struct certstore_cert *certstore_cert_for(const struct certstore *cs, cons
 			return cs->bindings[i].cert;
 	}
 	return NULL;
+}
+
+const struct certstore_cert *certstore_rsa_for(const struct certstore *cs, const struct tenant_cfg *t,
+                                               const char *hostname)
+{
+	for (size_t i = 0; i < cs->nbindings; i++) {
+		if (cs->bindings[i].tenant == t && strcmp(cs->bindings[i].hostname, hostname) == 0)
+			return cs->bindings[i].rsa;
+	}
+	return NULL;
+}
+
+size_t certstore_nrefused(const struct certstore *cs)
+{
+	return cs->nrefused;
+}
+
+const char *certstore_refused(const struct certstore *cs, size_t i)
+{
+	return cs->refused[i];
 }
 
 long long certstore_days_left(long long t, long long now)

@@ -43,6 +43,12 @@ size_t certstore_ncerts(const struct certstore *cs);
 const struct certstore_cert *certstore_cert(const struct certstore *cs, size_t i);
 const struct certstore_cert *certstore_cert_for(const struct certstore *cs, const struct tenant_cfg *t,
                                                 const char *hostname);
+/* The RSA certificate for clients that reject hostname's ECDSA one, or NULL. */
+const struct certstore_cert *certstore_rsa_for(const struct certstore *cs, const struct tenant_cfg *t,
+                                               const char *hostname);
+/* Why each pair under a cert_dir that did not load was refused ("refusing CERT + KEY: why"). */
+size_t certstore_nrefused(const struct certstore *cs);
+const char *certstore_refused(const struct certstore *cs, size_t i);
 /* Logs a warning for each certificate that expires within CERTSTORE_WARN_DAYS of now, or has
  * expired, or is not yet valid. Returns the number of expired or not yet valid ones. */
 unsigned certstore_log_expiry(const struct certstore *cs, long long now);

@@ -11,6 +11,7 @@
 
 #include "certmon.h"
 #include "certstore.h"
+#include "check.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -25,6 +26,7 @@
 
 static const char usage[] =
         "Usage: livery -c FILE [--check] [--log-level LEVEL]\n"
+        "       livery check -c FILE [--dns]   (a report: livery check --help)\n"
         "\n"
         "livery is an SMTP submission proxy: it answers under branded host names with the\n"
         "certificate chosen by SNI, passes the client's AUTH through, and relays each session\n"
@@ -308,6 +310,8 @@ int main(int argc, char **argv)
 	char err[1024];
 	enum log_level level;
 
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return check_main(argc - 1, argv + 1); /* the report: proxy/check.c */
 	int rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;
