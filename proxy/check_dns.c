@@ -46,8 +46,8 @@ bool check_dns_init(const char *server)
 	_res.nsaddr_list[0] =
 	        (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr = a};
 	_res.nscount = 1;
-	_res.retrans = 2;
-	_res.retry = 2;
+	_res.retrans = 2; /* seconds */
+	_res.retry = 1;
 	return true;
 }
 
@@ -177,24 +177,26 @@ static void check_addresses(struct check_report *r, const struct config *cfg, co
 		          want, hostname, svc);
 }
 
-static void check_target(struct check_report *r, const struct config *cfg, const char *hostname)
+/* False when the resolver did not answer at all: the other queries would wait as long. */
+static bool check_target(struct check_report *r, const struct config *cfg, const char *hostname)
 {
 	struct rrset cname;
 
 	query(hostname, ns_t_cname, &cname);
 	if (cname.failed) {
 		check_say(r, "error", "dns: the resolver gave no answer for %s", hostname);
-		return;
+		return false;
 	}
 	if (cname.n == 0) {
 		check_addresses(r, cfg, hostname);
-		return;
+		return true;
 	}
 	if (is_service(cfg, cname.v[0]))
 		check_say(r, "ok", "dns: CNAME %s", cname.v[0]);
 	else
 		check_say(r, "error", "dns: CNAME %s, not the service name; publish: %s. CNAME %s.",
 		          cname.v[0], hostname, service_name(cfg));
+	return true;
 }
 
 /* The domain a brand host name serves mail for: smtp.acme.example -> acme.example. */
@@ -262,7 +264,8 @@ void check_dns_hostname(struct check_report *r, const struct config *cfg, const 
 		          service_name(cfg));
 		return;
 	}
-	check_target(r, cfg, hostname);
+	if (!check_target(r, cfg, hostname))
+		return;
 	check_srv(r, cfg, hostname, "_submission", TLS_MODE_STARTTLS);
 	check_srv(r, cfg, hostname, "_submissions", TLS_MODE_IMPLICIT);
 	check_caa(r, hostname);
