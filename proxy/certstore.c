@@ -73,12 +73,13 @@ static bool load_pair(struct certstore *cs, const char *cert, const char *key, c
 	return true;
 }
 
+/* Whether a tenant before upto (or the top level) already had dir loaded. */
 static bool dir_loaded(const struct certstore *cs, const struct tenant_cfg *upto, const char *dir)
 {
 	if (cs->cfg->cert_dir && strcmp(cs->cfg->cert_dir, dir) == 0)
 		return true;
 	for (const struct tenant_cfg *t = cs->cfg->tenants; t < upto; t++) {
-		if (t->cert_dir && strcmp(t->cert_dir, dir) == 0)
+		if (!t->cert && t->cert_dir && strcmp(t->cert_dir, dir) == 0)
 			return true;
 	}
 	return false;
