@@ -304,6 +304,26 @@ class CertDirTest(unittest.TestCase):
         self.assertServes(p, "b.globex.test", self.globex[0])
         self.stop(p)
 
+    def test_tenant_cert_dirs(self):
+        """Per-tenant cert_dir: searched instead of the top level's; a tenant whose cert/key
+        lines win over its cert_dir does not keep another tenant from loading that directory."""
+        top = self.new_dir("top")
+        own = self.new_dir("own")
+        place(*self.acme_long, os.path.join(top, "acme.pem"), os.path.join(top, "acme.key"))
+        place(*self.globex, os.path.join(own, "globex.pem"), os.path.join(own, "globex.key"))
+        explicit = ['cert = "%s";' % self.certs.pem("default"), 'key = "%s";' % self.certs.key("default"),
+                    'cert_dir = "%s";' % own]
+        tenants = [("default", ["smtp.livery.test"], explicit),
+                   ("globex", ["*.globex.test"], ['cert_dir = "%s";' % own]),
+                   ("acme", ["smtp.acme.test"], [])]
+        rc, out, err, _ = self.run_check(config(top, tenants))
+        self.assertEqual(rc, 0, err)
+        # globex's names are searched in its own directory only.
+        tenants[2] = ("acme", ["smtp.acme.test", "x.globex.test"], [])
+        rc, out, err, _ = self.run_check(config(top, tenants[1:]))
+        self.assertEqual(rc, 2, err)
+        self.assertIn("no certificate under %s covers host name 'x.globex.test'" % top, err)
+
     def test_tenant_without_certificates_is_an_error(self):
         tenants = [("acme", ["smtp.acme.test"], [])]
         rc, out, err, path = self.run_check(config(None, tenants))
