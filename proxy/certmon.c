@@ -12,6 +12,7 @@
 
 struct certmon {
 	uv_timer_t daily;
+	const struct config *cfg;
 	const struct certstore *cs;
 	struct certdir_watch *watch;
 	void (*on_change)(void *arg);
@@ -25,7 +26,23 @@ static void on_daily(uv_timer_t *t)
 	certstore_log_expiry(m->cs, (long long)time(NULL));
 }
 
-/* Until there is a reload to call, a change is only worth a log line. */
+/* Until there is a reload to call, livery loads the directories as a reload would, and throws
+ * the result away: a renewal that would not load is reported now, not at the next start. */
+static void trial_load(const struct certmon *m)
+{
+	char err[1024];
+	struct certstore *trial = certstore_new(m->cfg, err, sizeof(err));
+
+	if (!trial) {
+		log_error("cert_dir: the certificates as they are now would not load: %s", err);
+		return;
+	}
+	certstore_log_expiry(trial, (long long)time(NULL));
+	log_warn("cert_dir: the certificates as they are now load (%zu); livery serves them after a restart",
+	         certstore_ncerts(trial));
+	certstore_free(trial);
+}
+
 static void on_dirs_changed(void *arg)
 {
 	struct certmon *m = arg;
@@ -33,7 +50,7 @@ static void on_dirs_changed(void *arg)
 	if (m->on_change)
 		m->on_change(m->arg);
 	else
-		log_warn("cert_dir: the changed certificates are served after livery restarts");
+		trial_load(m);
 }
 
 /* The distinct cert_dirs of cfg (top level and per tenant), borrowed from cfg. */
@@ -59,6 +76,7 @@ struct certmon *certmon_start(uv_loop_t *loop, const struct config *cfg, const s
 	const char **dirs = xcalloc(cfg->ntenants + 1, sizeof(char *));
 	size_t n = config_dirs(cfg, dirs);
 
+	m->cfg = cfg;
 	m->cs = cs;
 	m->on_change = on_change;
 	m->arg = arg;

@@ -122,6 +122,7 @@ class CertDirTest(unittest.TestCase):
         cls.acme_short = issue(cls.ca, g("acme-short"), ["smtp.acme.test", "mail.acme.test"], "--days", "40")
         cls.acme_long = issue(cls.ca, g("acme-long"), ["smtp.acme.test"], "--days", "90")
         cls.globex = issue(cls.ca, g("globex"), ["*.globex.test"], "--rsa")
+        cls.cn_not_in_san = issue(cls.ca, g("cn-not-in-san"), ["other.initech.test"], "--cn", "cn.initech.test")
         cls.cn_only = issue(cls.ca, g("cn-only"), ["cn.initech.test"], "--no-san")
         cls.expired = issue(cls.ca, g("expired"), ["old.acme.test"], "--expired")
         cls.valid_old = issue(cls.ca, g("valid-old"), ["old.acme.test"], "--days", "30")
@@ -218,6 +219,16 @@ class CertDirTest(unittest.TestCase):
         self.assertIn("tenant acme, mail.acme.test", h.wait_until(lambda: re.search(r"tenant acme, mail\.acme\.test.*1 message", p.log()) and p.log(), "the session's end line"))
         self.stop(p)
         self.assertEqual(relay.stop(), 0)
+
+    def test_cn_ignored_when_san_exists(self):
+        """RFC 9525: with a SAN, the CN names nothing."""
+        d = self.new_dir("cn-san")
+        place(*self.cn_not_in_san, os.path.join(d, "initech.pem"), os.path.join(d, "initech.key"))
+        rc, out, err, _ = self.run_check(config(d, [("initech", ["other.initech.test", "cn.initech.test"], [])]))
+        self.assertEqual(rc, 2, err)
+        self.assertIn("covers host name 'cn.initech.test'", err)
+        rc, out, err, _ = self.run_check(config(d, [("initech", ["other.initech.test"], [])]))
+        self.assertEqual(rc, 0, err)
 
     def test_later_expiring_wins(self):
         d = self.new_dir("later")
@@ -355,6 +366,15 @@ class CertDirTest(unittest.TestCase):
         certbot_install(d, "acme", 2, *self.renewed)
         line = "certificates under %s changed" % d
         h.wait_until(lambda: line in p.log(), "the watcher to log %r" % line)
+        # Until there is a reload, livery loads them as one would, and says how that went.
+        h.wait_until(lambda: "the certificates as they are now load (1)" in p.log(), "the trial load")
+        # A renewal whose key does not match is reported as it happens.
+        place(self.renewed[0], self.globex[1], os.path.join(d, "archive", "acme", "fullchain3.pem"),
+              os.path.join(d, "archive", "acme", "privkey3.pem"))
+        certbot_install(d, "acme", 3, self.renewed[0], self.globex[1])
+        h.wait_until(lambda: "would not load" in p.log(), "the failed trial load")
+        self.assertRegex(p.log(), r"refusing \S*live/acme/fullchain\.pem \+ \S*live/acme/privkey\.pem: private key")
+        self.assertRegex(p.log(), r"would not load: .*no certificate under \S+ covers host name 'smtp\.acme\.test'")
         # A new certificate name appearing later (a new live/<name>/) is seen too.
         n = p.log().count(line)
         certbot_install(d, "globex", 1, *self.globex)
