@@ -61,7 +61,8 @@ static bool load_pair(struct certstore *cs, const char *cert, const char *key, c
 	c.ctx = tls_server_ctx_new(cert, key, key_at_fault, why, whylen);
 	if (!c.ctx)
 		return false;
-	if (!tls_cert_info_load(cert, &c.info, why, whylen)) {
+	if (!tls_server_ctx_cert_info(c.ctx, &c.info)) {
+		snprintf(why, whylen, "cannot read back the certificate of %s", cert);
 		tls_ctx_free(c.ctx);
 		return false;
 	}

@@ -286,27 +286,24 @@ static void collect_names(WOLFSSL_X509 *x, struct tls_cert_info *ci)
 	}
 }
 
-bool tls_cert_info_load(const char *path, struct tls_cert_info *ci, char *err, size_t errlen)
+static void info_from_x509(WOLFSSL_X509 *x, struct tls_cert_info *ci)
 {
-	size_t len;
-	char *buf = read_small_file(path, &len, err, errlen);
-	const char *pos = buf;
-
 	memset(ci, 0, sizeof(*ci));
-	if (!buf)
-		return false;
-	WOLFSSL_X509 *x = next_pem_cert(&pos);
-	free(buf);
-	if (!x) {
-		snprintf(err, errlen, "%s holds no readable PEM certificate", path);
-		return false;
-	}
 	collect_names(x, ci);
 	ci->rsa = wolfSSL_X509_get_pubkey_type(x) == RSAk;
 	ci->not_before = asn1_time_unix(wolfSSL_X509_get_notBefore(x));
 	ci->not_after = asn1_time_unix(wolfSSL_X509_get_notAfter(x));
 	wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(x), ci->subject, (int)sizeof(ci->subject));
-	wolfSSL_X509_free(x);
+}
+
+/* From the context, not the file: the file may have been replaced since (a renewal). */
+bool tls_server_ctx_cert_info(tls_ctx *ctx, struct tls_cert_info *ci)
+{
+	WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx); /* owned by ctx */
+
+	if (!x)
+		return false;
+	info_from_x509(x, ci);
 	return true;
 }
 

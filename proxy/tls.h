@@ -42,8 +42,8 @@ struct tls_cert_info {
 	long long not_before, not_after; /* Unix times */
 	char subject[256];
 };
-/* Reads the first certificate of path. False with a message in err when it cannot. */
-bool tls_cert_info_load(const char *path, struct tls_cert_info *ci, char *err, size_t errlen);
+/* What the certificate a server context presents says. False when it has none. */
+bool tls_server_ctx_cert_info(tls_ctx *ctx, struct tls_cert_info *ci);
 void tls_cert_info_free(struct tls_cert_info *ci);
 /* Checks a PEM chain's order: each certificate's issuer is the next one's subject. Returns the
  * number of certificates, or -1 with the first fault in err. */
