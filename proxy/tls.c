@@ -261,21 +261,24 @@ static void add_name(struct tls_cert_info *ci, const char *name, size_t len)
 	ci->names[ci->nnames++] = xstrdup(norm);
 }
 
-/* RFC 9525: the SAN dNSNames are the names; the CN counts only when there are none. */
+/* RFC 9525: the SAN dNSNames (DNS-IDs) are the names; the CN counts only when there are none. */
 static void collect_names(WOLFSSL_X509 *x, struct tls_cert_info *ci)
 {
 	WOLFSSL_STACK *sans = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	int n = sans ? wolfSSL_sk_GENERAL_NAME_num(sans) : 0;
+	bool dns_id = false; /* even one we cannot use (6.4.4): then the CN is not a name */
 
 	for (int i = 0; i < n; i++) {
 		WOLFSSL_GENERAL_NAME *g = wolfSSL_sk_GENERAL_NAME_value(sans, i);
-		if (g && g->type == GEN_DNS && g->d.dNSName)
-			add_name(ci, (const char *)wolfSSL_ASN1_STRING_data(g->d.dNSName),
-			         (size_t)wolfSSL_ASN1_STRING_length(g->d.dNSName));
+		if (!g || g->type != GEN_DNS || !g->d.dNSName)
+			continue;
+		dns_id = true;
+		add_name(ci, (const char *)wolfSSL_ASN1_STRING_data(g->d.dNSName),
+		         (size_t)wolfSSL_ASN1_STRING_length(g->d.dNSName));
 	}
 	if (sans)
 		wolfSSL_sk_GENERAL_NAME_pop_free(sans, wolfSSL_GENERAL_NAME_free);
-	if (ci->nnames > 0)
+	if (dns_id)
 		return;
 	char cn[NAME_MAX_LEN + 2];
 	int len = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName, cn,
