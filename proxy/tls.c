@@ -398,41 +398,60 @@ static bool scheme_is_ecdsa(size_t scheme)
 	return (scheme & 0xff) == 3 && (scheme >> 8) >= 2 && (scheme >> 8) <= 6;
 }
 
-/* Positions r at the extensions of the ClientHello in the record at buf; false if there is
- * none whole there. */
-static bool hello_extensions(const char *buf, size_t len, struct hello_reader *r)
+/* The parts of a ClientHello that tell whether a client can use an ECDSA certificate. */
+struct hello_parts {
+	struct hello_reader suites; /* cipher_suites, two bytes each */
+	struct hello_reader exts;   /* the extensions block (empty when there is none) */
+};
+
+/* Finds the parts of the ClientHello in the record at buf; false if there is none whole
+ * there, or its lengths do not add up. */
+static bool hello_parse(const char *buf, size_t len, struct hello_parts *h)
 {
-	*r = (struct hello_reader){(const unsigned char *)buf, (const unsigned char *)buf + len, true};
-	if (hr_take(r, 1) != 0x16)
+	struct hello_reader r = {(const unsigned char *)buf, (const unsigned char *)buf + len, true};
+
+	if (hr_take(&r, 1) != 0x16)
 		return false;
-	hr_skip(r, 2); /* record version */
-	size_t rec = hr_take(r, 2);
-	if (!r->ok || (size_t)(r->end - r->p) < rec)
+	hr_skip(&r, 2); /* record version */
+	size_t rec = hr_take(&r, 2);
+	if (!r.ok || (size_t)(r.end - r.p) < rec)
 		return false;
-	r->end = r->p + rec;
-	if (hr_take(r, 1) != 1)
+	r.end = r.p + rec;
+	if (hr_take(&r, 1) != 1)
 		return false; /* not a ClientHello */
-	size_t body = hr_take(r, 3);
-	if (!r->ok || (size_t)(r->end - r->p) < body)
+	size_t body = hr_take(&r, 3);
+	if (!r.ok || (size_t)(r.end - r.p) < body)
 		return false; /* split across records: leave the choice to the default */
-	r->end = r->p + body;
-	hr_skip(r, 2 + 32);        /* client_version, random */
-	hr_skip(r, hr_take(r, 1)); /* session_id */
-	hr_skip(r, hr_take(r, 2)); /* cipher_suites */
-	hr_skip(r, hr_take(r, 1)); /* compression_methods */
-	size_t ext = hr_take(r, 2);
-	if (!r->ok || (size_t)(r->end - r->p) < ext)
+	r.end = r.p + body;
+	hr_skip(&r, 2 + 32);         /* client_version, random */
+	hr_skip(&r, hr_take(&r, 1)); /* session_id */
+	size_t ns = hr_take(&r, 2);
+	h->suites = (struct hello_reader){r.p, r.p + ns, ns >= 2 && ns % 2 == 0};
+	hr_skip(&r, ns);
+	hr_skip(&r, hr_take(&r, 1)); /* compression_methods */
+	size_t ext = r.ok && r.p < r.end ? hr_take(&r, 2) : 0;
+	if (!r.ok || !h->suites.ok || (size_t)(r.end - r.p) < ext)
 		return false;
-	r->end = r->p + ext;
+	h->exts = (struct hello_reader){r.p, r.p + ext, true};
 	return true;
 }
 
-bool tls_hello_rejects_ecdsa(const char *buf, size_t len)
+/* Whether a suite livery accepts could carry an ECDSA certificate: any TLS 1.3 suite, or one
+ * of cipher_list's ECDHE-ECDSA suites (AES128-GCM, AES256-GCM, CHACHA20-POLY1305). */
+static bool suites_allow_ecdsa(struct hello_reader s)
 {
-	struct hello_reader r;
+	while (s.ok && s.p < s.end) {
+		size_t id = hr_take(&s, 2);
+		if ((id >> 8) == 0x13 || id == 0xc02b || id == 0xc02c || id == 0xcca9)
+			return true;
+	}
+	return false;
+}
 
-	if (!hello_extensions(buf, len, &r))
-		return false;
+/* Whether signature_algorithms lists no ECDSA scheme; false when the extension is absent
+ * (RFC 5246 7.4.1.4.1: then the suite decides) or malformed. */
+static bool sigalgs_reject_ecdsa(struct hello_reader r)
+{
 	while (r.ok && r.p < r.end) {
 		size_t type = hr_take(&r, 2), elen = hr_take(&r, 2);
 		if (!r.ok || (size_t)(r.end - r.p) < elen)
@@ -453,6 +472,15 @@ bool tls_hello_rejects_ecdsa(const char *buf, size_t len)
 		return true;
 	}
 	return false;
+}
+
+bool tls_hello_rejects_ecdsa(const char *buf, size_t len)
+{
+	struct hello_parts h;
+
+	if (!hello_parse(buf, len, &h))
+		return false;
+	return !suites_allow_ecdsa(h.suites) || sigalgs_reject_ecdsa(h.exts);
 }
 
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)

@@ -82,9 +82,10 @@ tls_session *tls_session_cache_get(struct tls_session_cache *cache, const char *
 /* Stores session under key, taking over the reference. */
 void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls_session *session);
 
-/* True when buf starts with a whole TLS record holding a ClientHello whose
- * signature_algorithms extension lists no ECDSA scheme: that client cannot verify an ECDSA
- * certificate. False when the extension is absent or the hello is not whole in this record. */
+/* True when buf starts with a whole TLS record holding a ClientHello that cannot use an ECDSA
+ * certificate: its signature_algorithms list no ECDSA scheme, or it offers neither a TLS 1.3
+ * suite nor one of livery's ECDHE-ECDSA suites. False when the hello is not whole in this
+ * record, or says nothing against ECDSA. */
 bool tls_hello_rejects_ecdsa(const char *buf, size_t len);
 /* Makes tls_conn_new use rsa instead of the server context ecdsa for clients that reject
  * ECDSA (seen in the ClientHello waiting in its input). rsa must outlive ecdsa. */

@@ -273,6 +273,8 @@ class CertDirTest(unittest.TestCase):
         self.assertServes(p, "smtp.acme.test", self.acme_rsa[0], *rsa_only)
         self.assertServes(p, "smtp.acme.test", self.acme_rsa[0], "-tls1_2", "-sigalgs", "RSA+SHA256")
         self.assertServes(p, "smtp.acme.test", self.acme_long[0], "-tls1_2")
+        # TLS 1.2 with only RSA key-exchange suites, though its sigalgs allow ECDSA.
+        self.assertServes(p, "smtp.acme.test", self.acme_rsa[0], "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
         self.assertServes(p, "smtp.acme.test", self.acme_rsa[0], *rsa_only, starttls=True)
         self.assertServes(p, "smtp.acme.test", self.acme_long[0], starttls=True)
         # mail.acme.test's ECDSA certificate is another one: its own fallback, the same RSA one.

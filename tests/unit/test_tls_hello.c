@@ -27,8 +27,11 @@ static void patch(struct hello *h, size_t at, unsigned v, int nbytes)
 		h->buf[at++] = (unsigned char)(v >> (8 * i));
 }
 
-/* A ClientHello record with an SNI extension and, when nalgs >= 0, signature_algorithms. */
-static void build(struct hello *h, const unsigned *algs, int nalgs)
+static const unsigned default_suites[] = {0x1301, 0xc02b}; /* TLS13-AES128-GCM, ECDHE-ECDSA-AES128-GCM */
+
+/* A ClientHello record offering suites, with an SNI extension and, when nalgs >= 0,
+ * signature_algorithms. */
+static void build_with(struct hello *h, const unsigned *suites, int nsuites, const unsigned *algs, int nalgs)
 {
 	h->len = 0;
 	put(h, 0x16, 1), put(h, 0x0301, 2);
@@ -40,9 +43,11 @@ static void build(struct hello *h, const unsigned *algs, int nalgs)
 	put(h, 0x0303, 2);
 	for (int i = 0; i < 32; i++)
 		put(h, (unsigned)i, 1);
-	put(h, 0, 1);                                       /* session_id */
-	put(h, 4, 2), put(h, 0x1301, 2), put(h, 0xc02b, 2); /* two suites */
-	put(h, 1, 1), put(h, 0, 1);                         /* compression: null */
+	put(h, 0, 1); /* session_id */
+	put(h, (unsigned)(2 * nsuites), 2);
+	for (int i = 0; i < nsuites; i++)
+		put(h, suites[i], 2);
+	put(h, 1, 1), put(h, 0, 1); /* compression: null */
 	size_t ext_len = h->len;
 	put(h, 0, 2);
 	put(h, 0, 2), put(h, 9, 2), put(h, 7, 2), put(h, 0, 1), put(h, 4, 2); /* server_name "a.te" */
@@ -55,6 +60,11 @@ static void build(struct hello *h, const unsigned *algs, int nalgs)
 	patch(h, ext_len, (unsigned)(h->len - ext_len - 2), 2);
 	patch(h, body_len, (unsigned)(h->len - body_len - 3), 3);
 	patch(h, rec_len, (unsigned)(h->len - rec_len - 2), 2);
+}
+
+static void build(struct hello *h, const unsigned *algs, int nalgs)
+{
+	build_with(h, default_suites, 2, algs, nalgs);
 }
 
 static void test_rsa_only_rejects(void **state)
@@ -79,6 +89,27 @@ static void test_ecdsa_accepted(void **state)
 	assert_false(tls_hello_rejects_ecdsa((const char *)h.buf, h.len));
 	build(&h, eddsa, 2);
 	assert_true(tls_hello_rejects_ecdsa((const char *)h.buf, h.len));
+}
+
+/* TLS 1.2 only, and only RSA key exchange suites: ECDSA cannot be used whatever the sigalgs. */
+static void test_suites_decide_too(void **state)
+{
+	(void)state;
+	const unsigned ecdsa[] = {0x0403, 0x0804};
+	const unsigned rsa_suites[] = {0xc02f, 0xc030}; /* ECDHE-RSA-AES128/256-GCM */
+	const unsigned tls13_only[] = {0x1303};
+	const unsigned ecdsa_chacha[] = {0xc02f, 0xcca9};
+	struct hello h;
+	build_with(&h, rsa_suites, 2, ecdsa, 2);
+	assert_true(tls_hello_rejects_ecdsa((const char *)h.buf, h.len));
+	build_with(&h, rsa_suites, 2, NULL, -1);
+	assert_true(tls_hello_rejects_ecdsa((const char *)h.buf, h.len));
+	build_with(&h, tls13_only, 1, ecdsa, 2);
+	assert_false(tls_hello_rejects_ecdsa((const char *)h.buf, h.len));
+	build_with(&h, ecdsa_chacha, 2, ecdsa, 2);
+	assert_false(tls_hello_rejects_ecdsa((const char *)h.buf, h.len));
+	build_with(&h, rsa_suites, 0, ecdsa, 2); /* no suites at all: malformed, no verdict */
+	assert_false(tls_hello_rejects_ecdsa((const char *)h.buf, h.len));
 }
 
 static void test_no_extension_is_no_verdict(void **state)
@@ -115,6 +146,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_rsa_only_rejects),
 	        cmocka_unit_test(test_ecdsa_accepted),
+	        cmocka_unit_test(test_suites_decide_too),
 	        cmocka_unit_test(test_no_extension_is_no_verdict),
 	        cmocka_unit_test(test_truncated_and_malformed),
 	};
