@@ -434,6 +434,15 @@ const struct certstore_cert *certstore_rsa_for(const struct certstore *cs, const
 	return NULL;
 }
 
+bool certstore_cert_in_use(const struct certstore *cs, const struct certstore_cert *c)
+{
+	for (size_t i = 0; i < cs->nbindings; i++) {
+		if (cs->bindings[i].cert == c || cs->bindings[i].rsa == c)
+			return true;
+	}
+	return false;
+}
+
 size_t certstore_nrefused(const struct certstore *cs)
 {
 	return cs->nrefused;

@@ -46,6 +46,8 @@ const struct certstore_cert *certstore_cert_for(const struct certstore *cs, cons
 /* The RSA certificate for clients that reject hostname's ECDSA one, or NULL. */
 const struct certstore_cert *certstore_rsa_for(const struct certstore *cs, const struct tenant_cfg *t,
                                                const char *hostname);
+/* Whether c serves some host name (as its certificate or its RSA fallback). */
+bool certstore_cert_in_use(const struct certstore *cs, const struct certstore_cert *c);
 /* Why each pair under a cert_dir that did not load was refused ("refusing CERT + KEY: why"). */
 size_t certstore_nrefused(const struct certstore *cs);
 const char *certstore_refused(const struct certstore *cs, size_t i);

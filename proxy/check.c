@@ -205,6 +205,23 @@ static void report_tenants(struct check_report *r, const struct config *cfg, con
 	}
 }
 
+/* A certificate no name uses still fails --check when it is out of date: say so here too. */
+static void report_unused(struct check_report *r, const struct certstore *cs)
+{
+	bool header = false;
+
+	for (size_t i = 0; i < certstore_ncerts(cs); i++) {
+		const struct certstore_cert *c = certstore_cert(cs, i);
+		if (certstore_cert_in_use(cs, c))
+			continue;
+		if (!header)
+			fprintf(r->out, "\ncertificates that serve no host name\n");
+		header = true;
+		fprintf(r->out, "  %s\n", c->cert);
+		report_expiry(r, c);
+	}
+}
+
 static int finish(struct check_report *r)
 {
 	fprintf(r->out, "\n%u error%s, %u warning%s\n", r->errors, r->errors == 1 ? "" : "s", r->warnings,
@@ -238,6 +255,7 @@ static int check_run(const struct check_opts *o, struct check_report *r)
 			r->warnings++;
 		}
 		report_tenants(r, cfg, cs, o);
+		report_unused(r, cs);
 		if (o->dns)
 			check_dns_note(r, cfg);
 	}

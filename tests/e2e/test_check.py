@@ -108,6 +108,7 @@ class LiveryCheckTest(unittest.TestCase):
         cls.soon = issue(ca, os.path.join(gen, "soon"), ["soon.acme.test"], "--days", "10")
         cls.expired = issue(ca, os.path.join(gen, "expired"), ["old.acme.test"], "--expired")
         cls.globex = issue(ca, os.path.join(gen, "globex"), ["*.globex.test"], "--rsa")
+        cls.expired_unused = issue(ca, os.path.join(gen, "expired-unused"), ["gone.acme.test"], "--expired")
 
     def run_check(self, text, *args):
         d = h.scratch("check")
@@ -144,6 +145,8 @@ class LiveryCheckTest(unittest.TestCase):
         place(*self.soon, os.path.join(d, "soon.pem"), os.path.join(d, "soon.key"))
         os.chmod(os.path.join(d, "soon.key"), 0o640)
         place(*self.expired, os.path.join(d, "expired.pem"), os.path.join(d, "expired.key"))
+        # Serves no name, but --check fails for it: the report says so.
+        place(*self.expired_unused, os.path.join(d, "unused.pem"), os.path.join(d, "unused.key"))
         # The leaf followed by a CA that did not issue it: a chain out of order.
         with open(self.acme[0]) as f:
             blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", f.read(), re.S)
@@ -159,6 +162,7 @@ class LiveryCheckTest(unittest.TestCase):
         self.assertRegex(self.host_section(out, "soon.acme.test"), r"warn  key \S+ is readable by group or others \(mode 0640\)")
         self.assertRegex(self.host_section(out, "old.acme.test"), r"error expired on \d{4}-\d\d-\d\d")
         self.assertRegex(out, r"warn  refusing \S*mismatch\.pem \+ \S*mismatch\.key")
+        self.assertRegex(self.host_section(out, os.path.join(d, "unused.pem")), r"error expired on \d{4}-")
         s = self.host_section(out, "smtp.acme.test")
         self.assertRegex(s, r"error chain: certificate 1's issuer \(.*Livery Test CA\) is not certificate 2's subject")
         self.assertRegex(s, r"ok    names \(SAN\): ")
