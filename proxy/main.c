@@ -331,8 +331,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		rc = 2;
 	} else if (o.check) {
-		rc = certstore_log_expiry(certs, (long long)time(NULL)) > 0 ? 2
-		                                                            : 0; /* expired, not yet valid */
+		/* An expired or not yet valid certificate fails the check. */
+		rc = certstore_log_expiry(certs, (long long)time(NULL)) > 0 ? 2 : 0;
 		if (rc == 0)
 			printf("%s: OK\n", o.config);
 	} else {
