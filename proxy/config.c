@@ -26,14 +26,18 @@ struct parse {
 
 static const char *const top_keys[] = {
         "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits",
-        "user",      "group",   "pid_file",          "log_format", "log_file", NULL};
+        "user",      "group",   "pid_file",          "log_format", "log_file",
+        "cert_dir", /* certificates by name: certbot's live/ layout or flat pairs */
+        NULL};
 static const char *const listener_keys[] = {
         "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth", NULL};
 static const char *const region_keys[] = {
         "name",    "host",      "hosts",           "port",           "tls",   "verify_name",
         "ca_file", "ehlo_name", "connect_timeout", "tls_resumption", "scrub", NULL};
-static const char *const tenant_keys[] = {"name",        "hostnames",         "cert", "key", "region",
-                                          "require_tls", "skip_verification", NULL};
+static const char *const tenant_keys[] = {
+        "name",        "hostnames",         "cert",     "key", "region",
+        "require_tls", "skip_verification", "cert_dir", /* this tenant's own certificate directory */
+        NULL};
 static const char *const limits_keys[] = {"max_message_size",  "max_connections",  "max_connections_per_ip",
                                           "max_auth_failures", "max_bad_commands", "command_timeout",
                                           "data_timeout",      "relay_timeout",    "relay_data_timeout",
@@ -230,6 +234,13 @@ static bool get_path(struct parse *p, const config_setting_t *g, const char *key
 	*out = resolve_path(p, raw);
 	free(raw);
 	return true;
+}
+
+/* An optional path setting: *out stays NULL when the key is absent. */
+static bool get_opt_path(struct parse *p, const config_setting_t *g, const char *key, char **out)
+{
+	*out = NULL;
+	return !config_setting_get_member(g, key) || get_path(p, g, key, NULL, out);
 }
 
 static const config_setting_t *get_group_list(struct parse *p, const config_t *lc, const char *key)
@@ -489,13 +500,39 @@ static bool check_hostname_unique(struct parse *p, const config_setting_t *g, si
 	return true;
 }
 
+/* cert and key go together; without them the certificates come from a cert_dir. */
+static bool parse_tenant_certs(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
+{
+	const config_setting_t *cert = config_setting_get_member(g, "cert");
+	const config_setting_t *key = config_setting_get_member(g, "key");
+
+	if (!get_opt_path(p, g, "cert_dir", &t->cert_dir))
+		return false;
+	if (!cert && !key && !t->cert_dir && !p->cfg->cert_dir)
+		return fail(
+		        p, g,
+		        "tenant '%s' needs 'cert' and 'key', or a 'cert_dir' (its own or the top level's)",
+		        t->name);
+	if ((cert || key) &&
+	    (!get_path(p, g, "cert", NULL, &t->cert) || !get_path(p, g, "key", NULL, &t->key)))
+		return false;
+	t->src_file = source_file(p, cert);
+	t->cert_line = cert ? (int)config_setting_source_line(cert) : 0;
+	t->key_src_file = source_file(p, key);
+	t->key_line = key ? (int)config_setting_source_line(key) : 0;
+	const config_setting_t *names = config_setting_get_member(g, "hostnames");
+	t->names_src_file = source_file(p, names);
+	t->names_line = (int)config_setting_source_line(names);
+	return true;
+}
+
 static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
 {
 	char *region = NULL;
 
 	if (!check_keys(p, g, tenant_keys, "tenant") || !get_string(p, g, "name", NULL, &t->name) ||
-	    !parse_hostnames(p, g, t) || !get_path(p, g, "cert", NULL, &t->cert) ||
-	    !get_path(p, g, "key", NULL, &t->key) || !get_string(p, g, "region", NULL, &region))
+	    !parse_hostnames(p, g, t) || !parse_tenant_certs(p, g, t) ||
+	    !get_string(p, g, "region", NULL, &region))
 		return false;
 	t->region = find_region(p->cfg, region);
 	free(region);
@@ -511,12 +548,6 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 		t->region->src_file = source_file(p, rs);
 		t->region->line = (int)config_setting_source_line(rs);
 	}
-	const config_setting_t *cert = config_setting_get_member(g, "cert");
-	const config_setting_t *key = config_setting_get_member(g, "key");
-	t->src_file = source_file(p, cert);
-	t->cert_line = (int)config_setting_source_line(cert);
-	t->key_src_file = source_file(p, key);
-	t->key_line = (int)config_setting_source_line(key);
 	return get_bool(p, g, "require_tls", true, &t->require_tls) &&
 	       get_bool(p, g, "skip_verification", false, &t->skip_verification);
 }
@@ -717,6 +748,20 @@ static bool parse_process(struct parse *p, const config_setting_t *root)
 	return parse_user(p, root, pc) && parse_group(p, root, pc) && parse_pid_file(p, root, pc);
 }
 
+static bool parse_cert_dir(struct parse *p, const config_setting_t *root)
+{
+	const config_setting_t *s = config_setting_get_member(root, "cert_dir");
+
+	p->cfg->cert_dir_src_file = source_file(p, s);
+	p->cfg->cert_dir_line = s ? (int)config_setting_source_line(s) : 0;
+	return get_opt_path(p, root, "cert_dir", &p->cfg->cert_dir);
+}
+
+const char *config_tenant_cert_dir(const struct config *cfg, const struct tenant_cfg *t)
+{
+	return t->cert_dir ? t->cert_dir : cfg->cert_dir;
+}
+
 static bool parse_top(struct parse *p, const config_t *lc)
 {
 	const config_setting_t *root = config_root_setting(lc);
@@ -741,8 +786,8 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "bare_line_endings"),
 		            "'bare_line_endings' must be \"reject\" or \"normalize\"");
-	return parse_records(p, root) && parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) &&
-	       parse_listeners(p, lc);
+	return parse_records(p, root) && parse_cert_dir(p, root) && parse_limits(p, lc) && parse_regions(p, lc) &&
+	       parse_tenants(p, lc) && parse_listeners(p, lc);
 }
 
 static char *dir_of(const char *path)
@@ -799,6 +844,8 @@ void config_free(struct config *cfg)
 		free(t->key);
 		free(t->src_file);
 		free(t->key_src_file);
+		free(t->cert_dir);
+		free(t->names_src_file);
 	}
 	for (size_t i = 0; i < cfg->nregions; i++)
 		region_free(&cfg->regions[i]);
@@ -810,5 +857,7 @@ void config_free(struct config *cfg)
 	free(cfg->process.group);
 	free(cfg->process.pid_file);
 	free(cfg->path);
+	free(cfg->cert_dir);
+	free(cfg->cert_dir_src_file);
 	free(cfg);
 }

@@ -42,7 +42,8 @@ struct tenant_cfg {
 	char *name;
 	char **hostnames; /* normalised: lower case, no trailing dot */
 	size_t nhostnames;
-	char *cert, *key; /* absolute paths */
+	char *cert, *key; /* absolute paths; NULL when the certificates come from a cert_dir */
+	char *cert_dir;   /* this tenant's own cert_dir, or NULL (then the top-level one) */
 	struct region_cfg *region;
 	bool require_tls;
 	bool skip_verification;
@@ -50,6 +51,8 @@ struct tenant_cfg {
 	int cert_line;
 	char *key_src_file; /* where key is set */
 	int key_line;
+	char *names_src_file; /* where hostnames is set, for names no certificate covers */
+	int names_line;
 };
 
 struct listener_cfg {
@@ -104,11 +107,16 @@ struct config {
 	struct tenant_cfg *tenants;
 	size_t ntenants;
 	struct limits_cfg limits;
+	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
+	char *cert_dir_src_file;
+	int cert_dir_line;
 };
 
 /* Returns NULL and writes "file:line: message" into err on any error. */
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *cfg);
 const char *config_tls_mode_name(enum tls_mode mode);
+/* The cert_dir tenant t's certificates come from (its own, else the top level's), or NULL. */
+const char *config_tenant_cert_dir(const struct config *cfg, const struct tenant_cfg *t);
 
 #endif

@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "certstore.h"
+#include "check.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
@@ -21,6 +23,7 @@ static const char usage[] =
         "Usage: livery [run] -c FILE [--log-level LEVEL]\n"
         "       livery reload -c FILE\n"
         "       livery --check -c FILE\n"
+        "       livery check -c FILE [--dns]   (a report: livery check --help)\n"
         "\n"
         "livery is an SMTP submission proxy: it answers under branded host names with the\n"
         "certificate chosen by SNI, passes the client's AUTH through, and relays each session\n"
@@ -35,8 +38,9 @@ static const char usage[] =
         "\n"
         "Options:\n"
         "  -c, --config FILE      configuration file (see config/livery.conf, livery(8))\n"
-        "      --check            validate the configuration (including certificates, keys and\n"
-        "                         the user and group), print \"FILE: OK\" and exit\n"
+        "      --check            validate the configuration (including certificates, keys,\n"
+        "                         their dates, and the user and group), print \"FILE: OK\"\n"
+        "                         and exit\n"
         "  -l, --log-level LEVEL  error, warn, info or debug (overrides log_level)\n"
         "  -h, --help             show this help\n"
         "  -V, --version          show the version\n"
@@ -113,15 +117,17 @@ static int check(const char *path)
 		tls_global_init();
 		certs = certstore_new(cfg, err, sizeof(err));
 	}
-	if (certs)
+	/* An expired or not yet valid certificate fails the check too. */
+	int rc = !certs ? 2 : certstore_log_expiry(certs, (long long)time(NULL)) > 0 ? 2 : 0;
+	if (rc == 0)
 		printf("%s: OK\n", path);
-	else
+	else if (!certs)
 		fprintf(stderr, "%s\n", err);
 	certstore_free(certs);
 	if (cfg)
 		tls_global_cleanup();
 	config_free(cfg);
-	return certs ? 0 : 2;
+	return rc;
 }
 
 /* `livery reload`: the configuration names the pid file; the running master does the rest. */
@@ -156,6 +162,8 @@ int main(int argc, char **argv)
 	struct options o = {0};
 	struct master_options mo = {0};
 
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return check_main(argc - 1, argv + 1); /* the report: proxy/check.c */
 	int rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;

@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "certmon.h"
 #include "certstore.h"
 #include "iptable.h"
 #include "listener.h"
@@ -62,6 +63,7 @@ struct master {
 	struct proc procs[IPTABLE_REGIONS];
 	struct iptable_shm *shm;
 	struct iptable_shm *unauth_shm; /* relay legs of unauthenticated sessions, like shm */
+	struct certmon *certmon;        /* the serving generation's cert_dir watch and expiry warnings */
 	char *pid_file;
 	bool root;
 	bool stopping;
@@ -322,12 +324,27 @@ static void fork_failed(struct master *m, struct gen *g, const char *why)
 		uv_timer_start(&m->respawn, on_respawn, RESPAWN_DELAY_MS, 0);
 }
 
+/* Certificates renewed under a cert_dir (certbot rewrote live/'s links) reach the workers
+ * the way a reload does: a new generation loads them, and a bad renewal is rejected. */
+static void on_certs_changed(void *arg)
+{
+	master_reload(arg, "certificates changed under cert_dir");
+}
+
+static void watch_certs(struct master *m, struct gen *g)
+{
+	if (m->certmon)
+		certmon_stop(m->certmon);
+	m->certmon = g ? certmon_start(&m->loop, g->cfg, g->certs, on_certs_changed, m) : NULL;
+}
+
 static void gen_serving(struct master *m, struct gen *g)
 {
 	bool first = m->current == NULL;
 
 	g->state = GEN_SERVING;
 	m->current = g;
+	watch_certs(m, g);
 	for (struct gen *o = m->gens, *next; o; o = next) {
 		next = o->next;
 		if (o != g)
@@ -460,6 +477,7 @@ static void begin_stop(struct master *m, const char *why)
 		return;
 	}
 	m->stopping = true;
+	watch_certs(m, NULL);
 	log_info("%s: no longer accepting; draining sessions", why);
 	notify("STOPPING=1");
 	uv_timer_stop(&m->respawn);
@@ -665,6 +683,7 @@ static void close_handle(uv_handle_t *h, void *arg)
 
 static void teardown(struct master *m)
 {
+	watch_certs(m, NULL);
 	while (m->gens) {
 		struct gen *g = m->gens;
 		m->gens = g->next;

@@ -466,25 +466,40 @@ static bool contains_ci(const char *hay, size_t hlen, const char *needle)
 	return false;
 }
 
+static bool scrub_hit(const char *word, size_t len, const char *const *words, size_t nwords)
+{
+	for (size_t i = 0; i < nwords; i++) {
+		if (contains_ci(word, len, words[i]))
+			return true;
+	}
+	return false;
+}
+
+/* A run of words that all name the relay (or already name the brand) becomes one brand
+ * name: "smtp.mailgun.org mailgun ready" reads "smtp.acme.test ready", not the brand twice. */
 char *smtp_scrub(const char *text, const char *const *words, size_t nwords, const char *replacement)
 {
 	struct iobuf out;
 	const char *p = text;
+	size_t rlen = strlen(replacement);
+	enum { W_OTHER, W_BRAND, W_REPLACED } last = W_OTHER; /* the last word written */
 
 	iobuf_init(&out);
 	while (*p) {
 		size_t sp = strspn(p, " ");
+		size_t wl = strcspn(p + sp, " ");
+		const char *w = p + sp;
+		bool hit = wl > 0 && scrub_hit(w, wl, words, nwords);
+		bool is_brand = wl == rlen && rlen > 0 && strncasecmp(w, replacement, rlen) == 0;
+		if ((hit && last != W_OTHER) || (is_brand && last == W_REPLACED)) {
+			p = w + wl; /* dropped with the spaces before it */
+			continue;
+		}
 		iobuf_append(&out, p, sp);
-		p += sp;
-		size_t wl = strcspn(p, " ");
-		bool hit = false;
-		for (size_t i = 0; i < nwords && !hit; i++)
-			hit = contains_ci(p, wl, words[i]);
-		if (hit)
-			iobuf_append(&out, replacement, strlen(replacement));
-		else
-			iobuf_append(&out, p, wl);
-		p += wl;
+		iobuf_append(&out, hit ? replacement : w, hit ? rlen : wl);
+		if (wl > 0)
+			last = hit ? W_REPLACED : is_brand ? W_BRAND : W_OTHER;
+		p = w + wl;
 	}
 	iobuf_append(&out, "", 1);
 	char *s = xstrdup(iobuf_peek(&out));

@@ -136,7 +136,8 @@ size_t smtp_data_filter(struct smtp_data_filter *f, const char *in, size_t len, 
 bool smtp_data_filter_cr_pending(const struct smtp_data_filter *f);
 
 /* Returns a new string: text with every space-separated word that contains one of words[]
- * (case-insensitively) replaced by replacement. */
+ * (case-insensitively) replaced by replacement; adjacent replaced words (and a replaced word
+ * next to the replacement itself) collapse into one. */
 char *smtp_scrub(const char *text, const char *const *words, size_t nwords, const char *replacement);
 
 #endif

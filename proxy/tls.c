@@ -14,9 +14,12 @@
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/chacha20_poly1305.h>
+#include <wolfssl/openssl/x509v3.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
+#include "names.h"
 #include "util.h"
 
 #ifdef WOLFSSL_AESNI
@@ -54,10 +57,12 @@ struct tls_conn {
 static bool resumption_bind(WOLFSSL_CTX *ctx);
 static void resumption_unbind(WOLFSSL_CTX *ctx);
 static void resumption_cleanup(void);
+static int rsa_fallback_index = -1; /* a context's ex_data slot for its RSA fallback */
 
 void tls_global_init(void)
 {
 	wolfSSL_Init();
+	rsa_fallback_index = wolfSSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 void tls_global_cleanup(void)
@@ -220,6 +225,286 @@ void tls_ctx_free(tls_ctx *ctx)
 	wolfSSL_CTX_free(ctx);
 }
 
+/* ---- certificate inspection (cert_dir, expiry, `livery check`) ---- */
+
+#define PEM_FILE_MAX (1 << 20)
+static const char pem_begin[] = "-----BEGIN CERTIFICATE-----";
+static const char pem_end[] = "-----END CERTIFICATE-----";
+
+/* The whole file, NUL-terminated; NULL with errno's words in err. */
+static char *read_small_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = xmalloc(PEM_FILE_MAX + 1);
+
+	*len = f ? fread(buf, 1, PEM_FILE_MAX, f) : 0;
+	if (!f || ferror(f)) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		if (f)
+			fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	buf[*len] = '\0';
+	return buf;
+}
+
+/* The certificate whose PEM block starts at or after *pos, advancing *pos past it. */
+static WOLFSSL_X509 *next_pem_cert(const char **pos)
+{
+	const char *b = strstr(*pos, pem_begin);
+	const char *e = b ? strstr(b, pem_end) : NULL;
+
+	if (!e)
+		return NULL;
+	e += sizeof(pem_end) - 1;
+	*pos = e;
+	return wolfSSL_X509_load_certificate_buffer((const unsigned char *)b, (int)(e - b),
+	                                            WOLFSSL_FILETYPE_PEM);
+}
+
+static long long asn1_time_unix(const WOLFSSL_ASN1_TIME *t)
+{
+	struct tm tm = {0};
+
+	if (!t || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS)
+		return 0;
+	return (long long)timegm(&tm);
+}
+
+static void add_name(struct tls_cert_info *ci, const char *name, size_t len)
+{
+	char norm[NAME_MAX_LEN + 1];
+
+	if (!name_normalize(name, len, norm, true))
+		return; /* not a host name we could ever be asked for (e.g. an IDN in UTF-8) */
+	ci->names = xrealloc(ci->names, (ci->nnames + 1) * sizeof(char *));
+	ci->names[ci->nnames++] = xstrdup(norm);
+}
+
+/* RFC 9525: the SAN dNSNames (DNS-IDs) are the names; the CN counts only when there are none. */
+static void collect_names(WOLFSSL_X509 *x, struct tls_cert_info *ci)
+{
+	WOLFSSL_STACK *sans = wolfSSL_X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int n = sans ? wolfSSL_sk_GENERAL_NAME_num(sans) : 0;
+	bool dns_id = false; /* even one we cannot use (6.4.4): then the CN is not a name */
+
+	for (int i = 0; i < n; i++) {
+		WOLFSSL_GENERAL_NAME *g = wolfSSL_sk_GENERAL_NAME_value(sans, i);
+		if (!g || g->type != GEN_DNS || !g->d.dNSName)
+			continue;
+		dns_id = true;
+		add_name(ci, (const char *)wolfSSL_ASN1_STRING_data(g->d.dNSName),
+		         (size_t)wolfSSL_ASN1_STRING_length(g->d.dNSName));
+	}
+	if (sans)
+		wolfSSL_sk_GENERAL_NAME_pop_free(sans, wolfSSL_GENERAL_NAME_free);
+	if (dns_id)
+		return;
+	char cn[NAME_MAX_LEN + 2];
+	int len = wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(x), NID_commonName, cn,
+	                                            (int)sizeof(cn));
+	if (len > 0) {
+		add_name(ci, cn, (size_t)len);
+		ci->from_cn = ci->nnames > 0;
+	}
+}
+
+static void info_from_x509(WOLFSSL_X509 *x, struct tls_cert_info *ci)
+{
+	memset(ci, 0, sizeof(*ci));
+	collect_names(x, ci);
+	ci->rsa = wolfSSL_X509_get_pubkey_type(x) == RSAk;
+	ci->not_before = asn1_time_unix(wolfSSL_X509_get_notBefore(x));
+	ci->not_after = asn1_time_unix(wolfSSL_X509_get_notAfter(x));
+	wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(x), ci->subject, (int)sizeof(ci->subject));
+}
+
+/* From the context, not the file: the file may have been replaced since (a renewal). */
+bool tls_server_ctx_cert_info(tls_ctx *ctx, struct tls_cert_info *ci)
+{
+	WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx); /* owned by ctx */
+
+	if (!x)
+		return false;
+	info_from_x509(x, ci);
+	return true;
+}
+
+void tls_cert_info_free(struct tls_cert_info *ci)
+{
+	for (size_t i = 0; i < ci->nnames; i++)
+		free(ci->names[i]);
+	free(ci->names);
+	ci->names = NULL;
+	ci->nnames = 0;
+}
+
+int tls_chain_check(const char *path, char *err, size_t errlen)
+{
+	size_t len;
+	char *buf = read_small_file(path, &len, err, errlen);
+	const char *pos = buf;
+	WOLFSSL_X509 *prev = NULL, *x;
+	int n = 0;
+
+	if (!buf)
+		return -1;
+	for (; (x = next_pem_cert(&pos)) != NULL; n++) {
+		bool ordered = !prev || wolfSSL_X509_NAME_cmp(wolfSSL_X509_get_issuer_name(prev),
+		                                              wolfSSL_X509_get_subject_name(x)) == 0;
+		if (!ordered) {
+			char want[256];
+			wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_issuer_name(prev), want,
+			                          (int)sizeof(want));
+			snprintf(err, errlen, "certificate %d's issuer (%s) is not certificate %d's subject",
+			         n, want, n + 1);
+			n = -1;
+		}
+		wolfSSL_X509_free(prev);
+		prev = x;
+		if (n < 0)
+			break;
+	}
+	wolfSSL_X509_free(prev);
+	free(buf);
+	if (n == 0)
+		snprintf(err, errlen, "%s holds no readable PEM certificate", path);
+	return n == 0 ? -1 : n;
+}
+
+void tls_ctx_set_rsa_fallback(tls_ctx *ecdsa, tls_ctx *rsa)
+{
+	if (rsa_fallback_index >= 0)
+		wolfSSL_CTX_set_ex_data(ecdsa, rsa_fallback_index, rsa);
+}
+
+tls_ctx *tls_ctx_rsa_fallback(tls_ctx *ctx)
+{
+	return rsa_fallback_index >= 0 && ctx ? wolfSSL_CTX_get_ex_data(ctx, rsa_fallback_index) : NULL;
+}
+
+/* ---- the ClientHello's signature_algorithms, for choosing ECDSA or RSA (pure) ---- */
+
+struct hello_reader {
+	const unsigned char *p, *end;
+	bool ok;
+};
+
+static size_t hr_take(struct hello_reader *r, size_t nbytes)
+{
+	size_t v = 0;
+
+	if (!r->ok || (size_t)(r->end - r->p) < nbytes) {
+		r->ok = false;
+		return 0;
+	}
+	for (size_t i = 0; i < nbytes; i++)
+		v = v << 8 | *r->p++;
+	return v;
+}
+
+static void hr_skip(struct hello_reader *r, size_t nbytes)
+{
+	if (!r->ok || (size_t)(r->end - r->p) < nbytes)
+		r->ok = false;
+	else
+		r->p += nbytes;
+}
+
+/* A SignatureScheme (RFC 8446 4.2.3), or a TLS 1.2 (hash, signature) pair (RFC 5246
+ * 7.4.1.4.1): ECDSA is signature 3 with hashes sha1 (2) to sha512 (6). */
+static bool scheme_is_ecdsa(size_t scheme)
+{
+	return (scheme & 0xff) == 3 && (scheme >> 8) >= 2 && (scheme >> 8) <= 6;
+}
+
+/* The parts of a ClientHello that tell whether a client can use an ECDSA certificate. */
+struct hello_parts {
+	struct hello_reader suites; /* cipher_suites, two bytes each */
+	struct hello_reader exts;   /* the extensions block (empty when there is none) */
+};
+
+/* Finds the parts of the ClientHello in the record at buf; false if there is none whole
+ * there, or its lengths do not add up. */
+static bool hello_parse(const char *buf, size_t len, struct hello_parts *h)
+{
+	struct hello_reader r = {(const unsigned char *)buf, (const unsigned char *)buf + len, true};
+
+	if (hr_take(&r, 1) != 0x16)
+		return false;
+	hr_skip(&r, 2); /* record version */
+	size_t rec = hr_take(&r, 2);
+	if (!r.ok || (size_t)(r.end - r.p) < rec)
+		return false;
+	r.end = r.p + rec;
+	if (hr_take(&r, 1) != 1)
+		return false; /* not a ClientHello */
+	size_t body = hr_take(&r, 3);
+	if (!r.ok || (size_t)(r.end - r.p) < body)
+		return false; /* split across records: leave the choice to the default */
+	r.end = r.p + body;
+	hr_skip(&r, 2 + 32);         /* client_version, random */
+	hr_skip(&r, hr_take(&r, 1)); /* session_id */
+	size_t ns = hr_take(&r, 2);
+	h->suites = (struct hello_reader){r.p, r.p + ns, ns >= 2 && ns % 2 == 0};
+	hr_skip(&r, ns);
+	hr_skip(&r, hr_take(&r, 1)); /* compression_methods */
+	size_t ext = r.ok && r.p < r.end ? hr_take(&r, 2) : 0;
+	if (!r.ok || !h->suites.ok || (size_t)(r.end - r.p) < ext)
+		return false;
+	h->exts = (struct hello_reader){r.p, r.p + ext, true};
+	return true;
+}
+
+/* Whether a suite livery accepts could carry an ECDSA certificate: any TLS 1.3 suite, or one
+ * of cipher_list's ECDHE-ECDSA suites (AES128-GCM, AES256-GCM, CHACHA20-POLY1305). */
+static bool suites_allow_ecdsa(struct hello_reader s)
+{
+	while (s.ok && s.p < s.end) {
+		size_t id = hr_take(&s, 2);
+		if ((id >> 8) == 0x13 || id == 0xc02b || id == 0xc02c || id == 0xcca9)
+			return true;
+	}
+	return false;
+}
+
+/* Whether signature_algorithms lists no ECDSA scheme; false when the extension is absent
+ * (RFC 5246 7.4.1.4.1: then the suite decides) or malformed. */
+static bool sigalgs_reject_ecdsa(struct hello_reader r)
+{
+	while (r.ok && r.p < r.end) {
+		size_t type = hr_take(&r, 2), elen = hr_take(&r, 2);
+		if (!r.ok || (size_t)(r.end - r.p) < elen)
+			return false;
+		if (type != 13) { /* signature_algorithms */
+			hr_skip(&r, elen);
+			continue;
+		}
+		struct hello_reader list = {r.p, r.p + elen, true};
+		size_t n = hr_take(&list, 2);
+		if (!list.ok || n % 2 != 0 || n > elen - 2)
+			return false;
+		list.end = list.p + n;
+		while (list.p < list.end) {
+			if (scheme_is_ecdsa(hr_take(&list, 2)))
+				return false;
+		}
+		return true;
+	}
+	return false;
+}
+
+bool tls_hello_rejects_ecdsa(const char *buf, size_t len)
+{
+	struct hello_parts h;
+
+	if (!hello_parse(buf, len, &h))
+		return false;
+	return !suites_allow_ecdsa(h.suites) || sigalgs_reject_ecdsa(h.exts);
+}
+
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *arg)
 {
 	struct tls_conn *c = arg;
@@ -244,9 +529,23 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *arg)
 	return sz;
 }
 
+/* A server context with an RSA fallback gives it to a client whose ClientHello, still whole in
+ * in, says it cannot verify ECDSA. One context per key type, not both in one context: Debian's
+ * wolfSSL 5.5.4 keeps one certificate and key per context. */
+static tls_ctx *pick_ctx(tls_ctx *ctx, const struct iobuf *in)
+{
+	tls_ctx *rsa = tls_ctx_rsa_fallback(ctx);
+
+	if (rsa && tls_hello_rejects_ecdsa(iobuf_peek(in), iobuf_avail(in)))
+		return rsa;
+	return ctx;
+}
+
 struct tls_conn *tls_conn_new(tls_ctx *ctx, struct iobuf *in, tls_send_fn send, void *arg)
 {
 	struct tls_conn *c = xcalloc(1, sizeof(*c));
+
+	ctx = pick_ctx(ctx, in);
 
 	c->ssl = wolfSSL_new(ctx);
 	if (!c->ssl) {

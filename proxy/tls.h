@@ -34,6 +34,22 @@ tls_ctx *tls_server_ctx_new(const char *cert, const char *key, bool *key_at_faul
 tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen);
 void tls_ctx_free(tls_ctx *ctx);
 
+/* What a certificate (the first in a PEM file) says about itself. */
+struct tls_cert_info {
+	char **names; /* normalised DNS names it serves: its SAN dNSNames, else its CN */
+	size_t nnames;
+	bool from_cn; /* names came from the CN because it has no SAN dNSName (RFC 9525 6.4.4) */
+	bool rsa;     /* an RSA key (else ECDSA) */
+	long long not_before, not_after; /* Unix times */
+	char subject[256];
+};
+/* What the certificate a server context presents says. False when it has none. */
+bool tls_server_ctx_cert_info(tls_ctx *ctx, struct tls_cert_info *ci);
+void tls_cert_info_free(struct tls_cert_info *ci);
+/* Checks a PEM chain's order: each certificate's issuer is the next one's subject. Returns the
+ * number of certificates, or -1 with the first fault in err. */
+int tls_chain_check(const char *path, char *err, size_t errlen);
+
 /* The connection reads ciphertext from in (owned by the caller) and sends through send. */
 struct tls_conn *tls_conn_new(tls_ctx *ctx, struct iobuf *in, tls_send_fn send, void *arg);
 void tls_conn_free(struct tls_conn *c);
@@ -72,5 +88,15 @@ void tls_session_cache_free(struct tls_session_cache *cache);
 tls_session *tls_session_cache_get(struct tls_session_cache *cache, const char *key);
 /* Stores session under key, taking over the reference. */
 void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls_session *session);
+
+/* True when buf starts with a whole TLS record holding a ClientHello that cannot use an ECDSA
+ * certificate: its signature_algorithms list no ECDSA scheme, or it offers neither a TLS 1.3
+ * suite nor one of livery's ECDHE-ECDSA suites. False when the hello is not whole in this
+ * record, or says nothing against ECDSA. */
+bool tls_hello_rejects_ecdsa(const char *buf, size_t len);
+/* Makes tls_conn_new use rsa instead of the server context ecdsa for clients that reject
+ * ECDSA (seen in the ClientHello waiting in its input). rsa must outlive ecdsa. */
+void tls_ctx_set_rsa_fallback(tls_ctx *ecdsa, tls_ctx *rsa);
+tls_ctx *tls_ctx_rsa_fallback(tls_ctx *ctx);
 
 #endif

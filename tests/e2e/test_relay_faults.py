@@ -26,8 +26,9 @@ class RelayRefusesRecipientTest(TransactionMixin, h.ProxyTestCase):
             with self.subTest(sni=sni):
                 c = self.start_transaction(sni)
                 r = c.cmd("RCPT TO:<bob@example.test>")
-                self.assertEqual(r.raw, "550 5.1.1 <bob@example.test>: Recipient unknown at %s %s via %s %s\r\n"
-                                 % (sni, sni, sni, sni))
+                # Two relay words in a row become one brand name.
+                self.assertEqual(r.raw, "550 5.1.1 <bob@example.test>: Recipient unknown at %s via %s\r\n"
+                                 % (sni, sni))
                 self.assertReply(c.cmd("QUIT"), 221)
                 c.read_eof()
                 self.assertClean(c.received)

@@ -1150,6 +1150,44 @@ static void test_err_included_file_full_path(void **state)
 	config_free(cfg);
 }
 
+/* cert_dir: top level or per tenant, and then no cert/key lines are needed. */
+static void test_cert_dir(void **state)
+{
+	struct ctx *c = *state;
+	char want[256];
+
+	struct config *cfg = load_ok(
+	        c, "cert_dir = \"certs\";\n" LISTENER_LINE
+	           "tenants = ( { name = \"acme\"; hostnames = [ \"smtp.acme.test\" ]; region = \"us\"; },\n"
+	           "  { name = \"b\"; hostnames = [ \"b.test\" ]; cert_dir = \"/srv/b\"; region = \"us\"; } );\n");
+	snprintf(want, sizeof(want), "%s/certs", c->dir);
+	assert_string_equal(cfg->cert_dir, want);
+	assert_null(cfg->tenants[0].cert);
+	assert_null(cfg->tenants[0].cert_dir);
+	assert_string_equal(config_tenant_cert_dir(cfg, &cfg->tenants[0]), want);
+	assert_string_equal(config_tenant_cert_dir(cfg, &cfg->tenants[1]), "/srv/b");
+	assert_int_equal(cfg->tenants[0].names_line, 3);
+	assert_int_equal(cfg->cert_dir_line, 1);
+	config_free(cfg);
+}
+
+static void test_err_cert_dir(void **state)
+{
+	struct ctx *c = *state;
+
+	expect_err(c, LISTENER_LINE "tenants = ( { name = \"acme\"; hostnames = [ \"a.test\" ]; region = \"us\"; } );\n", 2,
+	           "tenant 'acme' needs 'cert' and 'key', or a 'cert_dir'");
+	expect_err(c,
+	           LISTENER_LINE "tenants = ( { name = \"acme\"; hostnames = [ \"a.test\" ]; cert = \"a.pem\";"
+	                         " region = \"us\"; } );\n",
+	           2, "missing required key 'key'");
+	expect_err(c, "cert_dir = 5;\n" LISTENER_LINE TENANT_LINE, 1, "'cert_dir' must be a string");
+	expect_err(c,
+	           LISTENER_LINE "tenants = ( { name = \"acme\"; hostnames = [ \"a.test\" ]; cert_dir = \"\";"
+	                         " region = \"us\"; } );\n",
+	           2, "'cert_dir' must not be empty");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 /* The process options: workers as nobody/nogroup by default, one per CPU, no pid file. */
@@ -1240,6 +1278,8 @@ int main(void)
 	    T(test_process_defaults),
 	    T(test_process_set),
 	    T(test_err_process),
+	    T(test_cert_dir),
+	    T(test_err_cert_dir),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

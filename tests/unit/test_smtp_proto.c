@@ -1677,7 +1677,25 @@ static void test_scrub_case_insensitive(void **state)
 	assert_scrub(mg, 1, "Hello from MailGun relay", "Hello from " BRAND " relay");
 	assert_scrub(mg, 1, "MAILGUN", BRAND);
 	assert_scrub(mg, 1, "smtp.mailgun.org ESMTP ready", BRAND " ESMTP ready");
-	assert_scrub(mg, 1, "mailgun mailgun", BRAND " " BRAND);
+}
+
+static void test_scrub_adjacent_collapse(void **state)
+{
+	const char *words[] = {"mailgun", "smtp.relay.test"};
+	/* Adjacent replaced words read as one brand name, not the brand repeated. */
+	assert_scrub(mg, 1, "mailgun mailgun", BRAND);
+	assert_scrub(words, 2, "2.7.0 smtp.relay.test mailgun authentication successful",
+	             "2.7.0 " BRAND " authentication successful");
+	/* The relay's text already naming the brand next to a replaced word. */
+	assert_scrub(words, 2, "2.7.0 " BRAND " smtp.relay.test authentication successful",
+	             "2.7.0 " BRAND " authentication successful");
+	assert_scrub(words, 2, "smtp.relay.test SMTP.ACME.TEST ok", BRAND " ok");
+	/* Not adjacent: each stays. */
+	assert_scrub(mg, 1, "mailgun and mailgun", BRAND " and " BRAND);
+	/* The brand alone, with nothing replaced, is left as it is. */
+	assert_scrub(mg, 1, BRAND " " BRAND, BRAND " " BRAND);
+	/* Spaces after the collapsed run are kept. */
+	assert_scrub(mg, 1, "  mailgun  mailgun  x", "  " BRAND "  x");
 }
 
 static void test_scrub_punctuation(void **state)
@@ -1789,6 +1807,7 @@ int main(void)
 	    cmocka_unit_test(test_filter_chunked),
 	    cmocka_unit_test(test_filter_random),
 	    cmocka_unit_test(test_scrub_case_insensitive),
+	        cmocka_unit_test(test_scrub_adjacent_collapse),
 	    cmocka_unit_test(test_scrub_punctuation),
 	    cmocka_unit_test(test_scrub_spaces_preserved),
 	    cmocka_unit_test(test_scrub_no_hit),
