@@ -143,6 +143,10 @@ class OperationsCase(h.ProxyTestCase):
         return os.cpu_count()
 
     def stop_clean(self, lv=None):
+        """SIGTERM, exit status 0, no sanitizer report. The test's clients are closed first, so
+        the drain does not wait shutdown_timeout for them."""
+        for c in self._clients:
+            c.close()
         lv = lv or self.lv
         rc = lv.stop()
         self.assertEqual(rc, 0, "livery's exit status after SIGTERM")
@@ -249,6 +253,31 @@ class ReloadTest(OperationsCase):
         m = re.search(r"^subject=(.*)$", out, re.M)
         self.assertIsNotNone(m, out)
         return m.group(1)
+
+    def listen_inode(self, port):
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                p = line.split()
+                if int(p[1].split(":")[1], 16) == port and p[3] == "0A":
+                    return p[9]
+        return None
+
+    def test_changed_listener_keeps_its_socket_and_sessions_their_generation(self):
+        inode = self.listen_inode(self.lv.starttls_port)
+        self.assertIsNotNone(inode)
+        old = self.client(port=self.lv.starttls_port)
+        self.assertEqual(old.reply().raw, "220 %s ESMTP\r\n" % h.LISTENER_HOSTNAME)
+        self.lv.rewrite(self.lv.text().replace('hostname = "%s";' % h.LISTENER_HOSTNAME, 'hostname = "gw2.livery.test";'))
+        self.lv.wait_reloaded(self.lv.reload())
+        new = self.client(port=self.lv.starttls_port)
+        self.assertEqual(new.reply().raw, "220 gw2.livery.test ESMTP\r\n")
+        # The session from before the reload still answers under the old generation's name.
+        self.assertTrue(old.cmd("EHLO c.example.test").lines[0].startswith(h.LISTENER_HOSTNAME))
+        self.assertTrue(new.cmd("EHLO c.example.test").lines[0].startswith("gw2.livery.test"))
+        self.assertEqual(self.listen_inode(self.lv.starttls_port), inode, "the listening socket was replaced")
+        self.assertReply(old.cmd("QUIT"), 221)
+        self.assertReply(new.cmd("QUIT"), 221)
+        self.stop_clean()
 
     def test_listener_added_then_removed(self):
         extra = h.free_port()
