@@ -462,6 +462,11 @@ void session_close(struct session *s, enum session_end end, const char *detail)
 	bool quit = session_has(s, SF_AUTHED) && !session_has(s, SF_QUIT_SENT) && s->state != SS_DATA &&
 	            s->state != SS_BDAT;
 	session_enter_state(s, SS_CLOSING);
+	/* An ended session no longer counts against the connection limits, from the moment the
+	 * log says it ended (its socket may still flush its last replies for a while). */
+	if (session_has(s, SF_IP_COUNTED))
+		iptable_dec(s->srv->per_ip, s->peer);
+	session_set(s, SF_IP_COUNTED, false);
 	log_info("%s: session from %s ended: %s (tenant %s, %s, %s, %u message%s relayed)", s->id, s->peer,
 	         detail, s->tenant->name, s->brand, stream_tls_version(s->client), s->messages,
 	         s->messages == 1 ? "" : "s");
@@ -483,8 +488,6 @@ static void session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
-	if (session_has(s, SF_IP_COUNTED))
-		iptable_dec(srv->per_ip, s->peer);
 	session_free_pending(s);
 	iobuf_free(&s->in);
 	iobuf_free(&s->fwd);
