@@ -146,13 +146,21 @@ static char *json_line(json_t *o)
 	return s;
 }
 
-static char *session_json(const struct records_session *r, const char *ts)
+/* The fields every record starts with. */
+static json_t *record_head(const char *ts, const char *kind, const char *session)
 {
 	json_t *o = json_object();
 
 	set_str(o, "ts", ts);
-	set_str(o, "record", "session");
-	set_str(o, "session", r->id);
+	set_str(o, "record", kind);
+	set_str(o, "session", session);
+	return o;
+}
+
+static char *session_json(const struct records_session *r, const char *ts)
+{
+	json_t *o = record_head(ts, "session", r->id);
+
 	set_str(o, "listener", r->listener);
 	set_str(o, "client", r->client);
 	set_str(o, "sni", r->sni && r->sni[0] ? r->sni : NULL);
@@ -175,11 +183,8 @@ static char *session_json(const struct records_session *r, const char *ts)
 
 static char *message_json(const struct records_message *r, const char *ts)
 {
-	json_t *o = json_object();
+	json_t *o = record_head(ts, "message", r->session);
 
-	set_str(o, "ts", ts);
-	set_str(o, "record", "message");
-	set_str(o, "session", r->session);
 	set_str(o, "tenant", r->tenant);
 	set_str(o, "user", r->user);
 	set_str(o, "sender", r->sender);

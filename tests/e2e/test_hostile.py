@@ -34,6 +34,23 @@ def replies_until_quit(test, c):
     return codes
 
 
+def bdat_smuggling_refused(test, code, enhanced):
+    """Each smuggling payload as one BDAT LAST chunk is refused with code, and nothing of it
+    (nor a command inside it) reaches the relay."""
+    before = test.relay.messages()
+    for sep in SMUGGLE_SEPS:
+        with test.subTest(sep=sep):
+            c = test.starttls_session()
+            test.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 250)
+            test.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
+            chunk = smuggle_body(sep)
+            c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
+            test.assertReply(c.reply(), code, enhanced)
+            test.assertEqual(replies_until_quit(test, c), [221])
+    test.assertEqual(test.relay.messages(), before)
+    test.assertNotIn(b"smuggled", test.relay.all_raw())
+
+
 LIMITS = ("limits = { max_message_size = 4096; max_bad_commands = 3; command_timeout = 2;"
           " data_timeout = 2; tls_timeout = 2; };")
 
@@ -83,18 +100,7 @@ class Hostile(h.ProxyTestCase):
                 self.assertNotIn(b"smuggled", self.relay.all_raw())
 
     def test_smuggling_payloads_in_bdat_rejected(self):
-        before = self.relay.messages()
-        for sep in SMUGGLE_SEPS:
-            with self.subTest(sep=sep):
-                c = self.starttls_session()
-                self.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 250)
-                self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
-                chunk = smuggle_body(sep)
-                c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
-                self.assertReply(c.reply(), 554, "5.6.0")
-                self.assertEqual(replies_until_quit(self, c), [221])
-        self.assertEqual(self.relay.messages(), before)
-        self.assertNotIn(b"smuggled", self.relay.all_raw())
+        bdat_smuggling_refused(self, 554, "5.6.0")
 
     def test_nul_in_content_refused(self):
         self.refused_body(b"Subject: n\r\n\r\nnul\0here\r\n.\r\n", 554, "5.6.0")
@@ -309,18 +315,7 @@ class Normalize(h.ProxyTestCase):
     def test_smuggling_payloads_in_bdat_refused(self):
         """CHUNKING is not offered with normalize; a BDAT chunk is swallowed and refused,
         and nothing inside it is taken for a command."""
-        before = self.relay.messages()
-        for sep in SMUGGLE_SEPS:
-            with self.subTest(sep=sep):
-                c = self.starttls_session()
-                self.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 250)
-                self.assertReply(c.cmd("RCPT TO:<bob@example.com>"), 250)
-                chunk = smuggle_body(sep)
-                c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk)
-                self.assertReply(c.reply(), 502, "5.5.1")
-                self.assertEqual(replies_until_quit(self, c), [221])
-        self.assertEqual(self.relay.messages(), before)
-        self.assertNotIn(b"smuggled", self.relay.all_raw())
+        bdat_smuggling_refused(self, 502, "5.5.1")
 
 
 class AuthFailures(h.ProxyTestCase):

@@ -195,7 +195,10 @@ class ReloadTest(OperationsCase):
         self.assertReply(self.message(fresh), 250)
         # Its last session over, the old generation's workers exit.
         h.wait_until(lambda: not (old & set(self.lv.workers())), "the old generation's workers to exit")
-        self.assertEqual(self.lv.count(r"info: worker \d+ \(generation 1\) drained and exited"), len(old))
+        # The master logs each exit right after reaping it: the lines may trail the reaping.
+        drained = r"info: worker \d+ \(generation 1\) drained and exited"
+        h.wait_until(lambda: self.lv.count(drained) >= len(old), "the old workers' exits to be logged")
+        self.assertEqual(self.lv.count(drained), len(old))
         self.stop_clean()
 
     def test_broken_config_is_rejected_and_the_old_one_serves(self):
