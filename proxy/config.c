@@ -676,12 +676,16 @@ static bool parse_records(struct parse *p, const config_setting_t *root)
 	if (!get_string(p, root, "log_format", "json", &format) ||
 	    (config_setting_get_member(root, "log_file") && !get_path(p, root, "log_file", NULL, &p->cfg->log_file)))
 		return false;
-	bool text = strcmp(format, "text") == 0, ok = text || strcmp(format, "json") == 0;
+	static const char *const names[] = {[CONFIG_LOG_JSON] = "json", [CONFIG_LOG_TEXT] = "text",
+	                                    [CONFIG_LOG_NONE] = "none"};
+	size_t i = 0;
+	while (i < ARRAY_LEN(names) && strcmp(format, names[i]) != 0)
+		i++;
 	free(format);
-	p->cfg->log_format = text ? CONFIG_LOG_TEXT : CONFIG_LOG_JSON;
-	if (!ok)
+	if (i == ARRAY_LEN(names))
 		return fail(p, config_setting_get_member(root, "log_format"),
-		            "'log_format' must be \"json\" or \"text\"");
+		            "'log_format' must be \"json\", \"text\" or \"none\"");
+	p->cfg->log_format = (enum config_log_format)i;
 	return true;
 }
 

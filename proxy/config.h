@@ -82,7 +82,7 @@ struct limits_cfg {
 	unsigned shutdown_timeout_ms;
 };
 
-enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT };
+enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT, CONFIG_LOG_NONE };
 
 /* Who the worker processes run as, and where the master writes its pid. */
 struct process_cfg {

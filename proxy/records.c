@@ -223,6 +223,7 @@ static char *message_text(const struct records_message *r, const char *ts)
 	                 r->by, OR_DASH(r->queue_id), r->reply ? r->reply : "");
 }
 
+/* RECORDS_NONE writes nothing: callers of these two never pass it. */
 char *records_session_line(const struct records_session *r, enum records_format format)
 {
 	char ts[40];
@@ -241,10 +242,12 @@ char *records_message_line(const struct records_message *r, enum records_format 
 
 void records_session(const struct records_session *r)
 {
-	emit(records_session_line(r, out_format));
+	if (out_format != RECORDS_NONE)
+		emit(records_session_line(r, out_format));
 }
 
 void records_message(const struct records_message *r)
 {
-	emit(records_message_line(r, out_format));
+	if (out_format != RECORDS_NONE)
+		emit(records_message_line(r, out_format));
 }

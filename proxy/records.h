@@ -10,7 +10,7 @@
 
 #include "upstream.h"
 
-enum records_format { RECORDS_JSON, RECORDS_TEXT };
+enum records_format { RECORDS_JSON, RECORDS_TEXT, RECORDS_NONE };
 
 struct records_session {
 	const char *id, *listener, *client, *sni, *tenant, *brand;

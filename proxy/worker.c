@@ -84,6 +84,11 @@ static bool drop_privileges(const struct process_cfg *pc)
 	return true;
 }
 
+static enum records_format records_format_of(enum config_log_format f)
+{
+	return f == CONFIG_LOG_TEXT ? RECORDS_TEXT : f == CONFIG_LOG_NONE ? RECORDS_NONE : RECORDS_JSON;
+}
+
 static bool open_records(const struct worker_args *a)
 {
 	const struct config *cfg = a->cfg;
@@ -92,8 +97,7 @@ static bool open_records(const struct worker_args *a)
 
 	if ((own && !records_prepare(cfg->log_file, (int)cfg->process.uid, (int)cfg->process.gid, err,
 	                             sizeof(err))) ||
-	    !records_open(cfg->log_file, cfg->log_format == CONFIG_LOG_TEXT ? RECORDS_TEXT : RECORDS_JSON, err,
-	                  sizeof(err))) {
+	    !records_open(cfg->log_file, records_format_of(cfg->log_format), err, sizeof(err))) {
 		log_error("worker: log_file %s", err);
 		return false;
 	}

@@ -172,5 +172,23 @@ class TextFileRecordsTest(h.ProxyTestCase):
         self.assertNotIn('"record"', self.livery.log())  # records went to the file only
 
 
+class NoRecordsTest(h.ProxyTestCase):
+    """log_format = "none": sessions and messages go through, and no record is written."""
+    livery_config = {"top_extra": ['log_format = "none";']}
+
+    def test_no_records(self):
+        c = self.starttls_session()
+        self.assertReply(c.cmd("MAIL FROM:<quiet@acme.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<bob@example.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(h.dot_stuff(h.SAMPLE_BODY) + b".\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.cmd("QUIT"), 221)
+        c.read_eof()
+        h.wait_until(lambda: "session from 127.0.0.1 ended" in self.livery.log(), "the session's end")
+        self.assertEqual(h.records(self.livery.log()), [])
+        self.assertNotIn("quiet@acme.test", self.livery.log())
+
+
 if __name__ == "__main__":
     h.main()
