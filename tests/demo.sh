@@ -52,7 +52,7 @@ trap cleanup EXIT
 	--user user@acme.test:secret --user user@globex.test:globex-secret \
 	2>"$demo/relay.log" &
 pids+=($!)
-"$build/livery" -c "$top/config/demo.conf" 2>"$demo/livery.log" &
+"$build/livery" -c "$top/config/demo.conf" >"$demo/records.log" 2>"$demo/livery.log" &
 pids+=($!)
 for _ in $(seq 100); do
 	grep -q "ready" "$demo/livery.log" 2>/dev/null && [ -f "$demo/relay.ready" ] && break
@@ -89,10 +89,12 @@ echo "   livery's client sees:  $auth_via_livery"
 echo "== the relay received $(ls "$demo/relay"/msg-*.data | wc -l) messages over verified TLS, with the clients' own credentials"
 echo "   (the last connection is the direct one above):"
 sed 's/^/   /' "$demo/relay/events.log"
+echo "== livery's record of the first message (one JSON line per message and per session: $demo/records.log)"
+grep -m1 '"record":"message"' "$demo/records.log" | sed 's/^/   /'
 
 if [ $keep = 1 ]; then
 	echo "== livery is listening on 127.0.0.1:10587 (STARTTLS) and 127.0.0.1:10465 (TLS); CA: $ca"
-	echo "   logs: $demo/livery.log; press Ctrl-C to stop"
+	echo "   logs: $demo/livery.log, records: $demo/records.log; press Ctrl-C to stop"
 	wait
 fi
 echo "demo OK"
