@@ -698,10 +698,23 @@ class ProxyTestCase(unittest.TestCase):
         return r
 
 
+def check_all_output():
+    """Everything every livery of this run wrote (whichever test started it): each JSON line
+    a record, and no AUTH secret anywhere."""
+    for label, path in _logs:
+        if label.startswith("livery") and os.path.exists(path):
+            try:
+                check_output(read_text(path))
+            except AssertionError as e:
+                sys.stderr.write("output check failed for %s (%s): %s\n" % (label, path, e))
+                return False
+    return True
+
+
 def main():
     """unittest.main with the logs dumped on failure and the scratch directory removed."""
     prog = unittest.main(exit=False, verbosity=2)
-    ok = prog.result.wasSuccessful()
+    ok = prog.result.wasSuccessful() and check_all_output()
     if not ok:
         dump_logs()
     if _workdir:
