@@ -50,7 +50,8 @@ static const char usage[] =
         "their sessions; if bad, it is rejected (the log says FILE:LINE) and nothing changes.\n"
         "SIGTERM or SIGINT stops accepting, lets sessions finish for up to\n"
         "limits.shutdown_timeout seconds (default 10), then ends them with 421; a second signal\n"
-        "(or SIGQUIT) ends them at once. A worker that dies is replaced within a second.\n"
+        "(or SIGQUIT) ends them at once. SIGUSR1 reopens log_file (after logrotate). A worker\n"
+        "that dies is replaced within a second.\n"
         "\n"
         "Exit status: 0 on success, 1 on a runtime error (e.g. a port cannot be bound, or no\n"
         "livery runs for `reload`), 2 on a usage or configuration error.\n";
