@@ -89,6 +89,14 @@ struct process_cfg {
 	char *pid_file; /* absolute path, or NULL for none */
 };
 
+/* The admin HTTP listener (metrics and health); address NULL: none. */
+struct admin_cfg {
+	char *address; /* an IP literal, without brackets */
+	int port;
+	bool loopback;
+	char *token; /* the bearer token requests must carry, or NULL */
+};
+
 struct config {
 	char *path;
 	enum log_level log_level;
@@ -97,6 +105,7 @@ struct config {
 	enum smtp_bare_policy bare_line_endings;
 	unsigned workers; /* default: the number of online CPUs */
 	struct process_cfg process;
+	struct admin_cfg admin;
 	struct listener_cfg *listeners;
 	size_t nlisteners;
 	struct region_cfg *regions;
