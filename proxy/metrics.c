@@ -409,6 +409,7 @@ void metrics_relay_leg(struct metrics *m, const struct tenant_cfg *t, const stru
 struct totals {
 	unsigned n[NKINDS];
 	uint64_t *sums[NKINDS];
+	bool *shown[NKINDS]; /* per row: rendered */
 };
 
 static const size_t kind_fields[NKINDS] = {T_FIELDS, L_FIELDS, R_FIELDS};
@@ -454,8 +455,10 @@ static void collect(struct metrics_shm *shm, struct totals *t)
 
 static void free_totals(struct totals *t)
 {
-	for (int k = 0; k < NKINDS; k++)
+	for (int k = 0; k < NKINDS; k++) {
 		free(t->sums[k]);
+		free(t->shown[k]);
+	}
 }
 
 static void put_value(FILE *f, const char *v)
@@ -606,24 +609,23 @@ static void put_row(FILE *f, const struct family *fa, const char *value, const u
 
 /* Rows shown: every label of the scraping worker's configuration (at 0 before any event, so
  * rate() sees the first one), and others (older generations, "_other") once they counted. */
-static bool shown(const struct metrics *m, const struct totals *t, enum kind k, unsigned row)
+static void mark_shown(const struct metrics *m, struct totals *t)
 {
 	const struct config *c = m->cfg;
-	const unsigned *map = k == K_TENANT     ? m->labels->tenant
-	                      : k == K_LISTENER ? m->labels->listener
-	                                        : m->labels->region;
-	size_t n = k == K_TENANT ? c->ntenants : k == K_LISTENER ? c->nlisteners : c->nregions;
+	const unsigned *maps[NKINDS] = {m->labels->tenant, m->labels->listener, m->labels->region};
+	const size_t n[NKINDS] = {c->ntenants, c->nlisteners, c->nregions};
 
-	for (size_t i = 0; i < n; i++) {
-		if (map[i] == row)
-			return true;
+	for (int k = 0; k < NKINDS; k++) {
+		t->shown[k] = xcalloc(t->n[k], sizeof(bool));
+		for (size_t i = 0; i < n[k]; i++) {
+			if (maps[k][i] < t->n[k])
+				t->shown[k][maps[k][i]] = true;
+		}
+		for (size_t i = 0; i < t->n[k] * kind_fields[k]; i++) {
+			if (t->sums[k][i])
+				t->shown[k][i / kind_fields[k]] = true;
+		}
 	}
-	const uint64_t *r = t->sums[k] + row * kind_fields[k];
-	for (size_t i = 0; i < kind_fields[k]; i++) {
-		if (r[i])
-			return true;
-	}
-	return false;
 }
 
 static void put_family(FILE *f, struct metrics *m, const struct totals *t, const struct family *fa)
@@ -632,7 +634,7 @@ static void put_family(FILE *f, struct metrics *m, const struct totals *t, const
 
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fa->name, fa->help, fa->name, fa->type);
 	for (unsigned row = 0; row < t->n[fa->kind]; row++) {
-		if (shown(m, t, fa->kind, row))
+		if (t->shown[fa->kind][row])
 			put_row(f, fa, ns->v[row], t->sums[fa->kind] + row * kind_fields[fa->kind]);
 	}
 }
@@ -679,6 +681,7 @@ bool metrics_render(struct metrics *m, FILE *out)
 	struct totals t;
 
 	collect(m->shm, &t);
+	mark_shown(m, &t);
 	for (size_t i = 0; i < ARRAY_LEN(families); i++)
 		put_family(out, m, &t, &families[i]);
 	put_master(out, m->shm);
