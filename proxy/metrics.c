@@ -50,9 +50,8 @@ enum {
 	L_ACTIVE,
 	L_REFUSED,
 	L_REFUSED_PER_IP,
-	L_TLS_OK,
-	L_TLS_FAILED,
-	L_HANDSHAKE,
+	L_TLS, /* by enum metrics_tls_result */
+	L_HANDSHAKE = L_TLS + 3,
 	L_FIELDS = L_HANDSHAKE + H_FIELDS
 };
 enum {
@@ -328,13 +327,14 @@ void metrics_refused(struct metrics *m, const struct listener_cfg *l, bool per_i
 		add(&lrow(m, l)[per_ip ? L_REFUSED_PER_IP : L_REFUSED], 1);
 }
 
-void metrics_client_tls(struct metrics *m, const struct listener_cfg *l, bool ok, uint64_t started_ns)
+void metrics_client_tls(struct metrics *m, const struct listener_cfg *l, enum metrics_tls_result result,
+                        uint64_t started_ns)
 {
 	if (!m)
 		return;
 	counter *row = lrow(m, l);
-	add(&row[ok ? L_TLS_OK : L_TLS_FAILED], 1);
-	if (ok && started_ns)
+	add(&row[L_TLS + result], 1);
+	if (result == METRICS_TLS_OK && started_ns)
 		observe(&row[L_HANDSHAKE], short_bounds, us_since(started_ns));
 }
 
@@ -486,6 +486,11 @@ static const char *ok_failed(size_t i)
 	return i == 0 ? "ok" : "failed";
 }
 
+static const char *tls_result(size_t i)
+{
+	return i == METRICS_TLS_OK ? "ok" : i == METRICS_TLS_FAILED ? "failed" : "timeout";
+}
+
 static const char *limit_label(size_t i)
 {
 	return i == 0 ? "max_connections" : "max_connections_per_ip";
@@ -534,7 +539,7 @@ static const struct family families[] = {
         {"livery_connections_refused_total", "counter", "Client connections refused by a connection limit.",
          K_LISTENER, L_REFUSED, 2, "limit", limit_label, NULL},
         {"livery_client_tls_handshakes_total", "counter", "Client-leg TLS handshakes by result.", K_LISTENER,
-         L_TLS_OK, 2, "result", ok_failed, NULL},
+         L_TLS, 3, "result", tls_result, NULL},
         {"livery_client_tls_handshake_seconds", "histogram",
          "Client-leg TLS handshake time, from STARTTLS (or accept on implicit TLS) to done.", K_LISTENER,
          L_HANDSHAKE, 0, NULL, NULL, short_bounds},

@@ -59,7 +59,10 @@ void metrics_free(struct metrics *m);
 void metrics_accepted(struct metrics *m, const struct listener_cfg *l);
 void metrics_closed(struct metrics *m, const struct listener_cfg *l);
 void metrics_refused(struct metrics *m, const struct listener_cfg *l, bool per_ip);
-void metrics_client_tls(struct metrics *m, const struct listener_cfg *l, bool ok, uint64_t started_ns);
+enum metrics_tls_result { METRICS_TLS_OK, METRICS_TLS_FAILED, METRICS_TLS_TIMEOUT };
+/* A client-leg handshake ended; started_ns: uv_hrtime() when it began (0: unknown). */
+void metrics_client_tls(struct metrics *m, const struct listener_cfg *l, enum metrics_tls_result result,
+                        uint64_t started_ns);
 /* end: the session record's end name. */
 void metrics_session_end(struct metrics *m, const struct tenant_cfg *t, const char *end, uint64_t bytes_in,
                          uint64_t bytes_out, uint64_t started_ns);

@@ -335,7 +335,8 @@ static void cl_on_tls(void *owner, int status)
 {
 	struct session *s = owner;
 
-	metrics_client_tls(s->srv->metrics, s->lcfg, status == 0, stream_tls_started(s->client));
+	metrics_client_tls(s->srv->metrics, s->lcfg, status == 0 ? METRICS_TLS_OK : METRICS_TLS_FAILED,
+	                   stream_tls_started(s->client));
 	if (status < 0) {
 		log_info("%s: TLS handshake with client failed: %s", s->id, stream_tls_error(s->client));
 		session_close(s, SE_CLIENT_TLS, stream_tls_error(s->client));
@@ -375,7 +376,7 @@ static void cl_on_timeout(void *owner)
 	struct session *s = owner;
 
 	if (s->state == SS_HANDSHAKE)
-		metrics_client_tls(s->srv->metrics, s->lcfg, false, 0); /* a handshake timed out */
+		metrics_client_tls(s->srv->metrics, s->lcfg, METRICS_TLS_TIMEOUT, 0);
 	if (s->state != SS_HANDSHAKE) {
 		/* Replies still owed (BDAT chunks) will never be sent: the 421 must not wait behind them. */
 		session_free_pending(s);

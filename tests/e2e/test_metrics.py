@@ -99,7 +99,7 @@ class MetricsTest(h.ProxyTestCase):
         cls.relay = h.Relay(cls.relay_cert, cls.relay_options, cls.relay_implicit)
         cls.addClassCleanup(cls.relay.kill)
         cls.relay.start()
-        cls.livery = AdminLivery(cls.relay, top=["workers = 2;"])
+        cls.livery = AdminLivery(cls.relay, top=["workers = 2;", "limits = { tls_timeout = 1; };"])
         cls.addClassCleanup(cls.livery.kill)
         cls.livery.start()
         h.wait_until(lambda: len(h.children(cls.livery.proc.pid)) == 2, "two workers")
@@ -185,6 +185,18 @@ class MetricsTest(h.ProxyTestCase):
                    ("true", "false"))
         self.assertEqual(legs, value(after, "livery_relay_legs_total", region="relay", result="ok"))
 
+    def test_client_handshake_timeout(self):
+        implicit = "%s:%d" % (h.HOST, self.livery.implicit_port)
+        key = dict(listener=implicit, result="timeout")
+        before = value(self.scrape()[0], "livery_client_tls_handshakes_total", **key)
+        s = socket.create_connection((h.HOST, self.livery.implicit_port), timeout=h.TIMEOUT)
+        try:
+            self.assertEqual(s.recv(4096), b"")  # silent: livery gives up after tls_timeout
+        finally:
+            s.close()
+        h.wait_until(lambda: value(self.scrape()[0], "livery_client_tls_handshakes_total", **key) == before + 1,
+                     "a handshake timeout counted")
+
     def test_active_connections_gauge(self):
         starttls = "%s:%d" % (h.HOST, self.livery.starttls_port)
         c = self.client()
@@ -259,6 +271,35 @@ class MetricsTest(h.ProxyTestCase):
         for key, v in before.items():
             if key[0].endswith("_total"):
                 self.assertGreaterEqual(after.get(key, 0.0), v, "%r went backwards" % (key,))
+
+
+class RelayFailureTest(h.ProxyTestCase):
+    """A relay whose certificate no configured CA signed: the leg's failure is counted by its
+    RFC 8460 name, and so is the session that ended on it."""
+    relay_cert = "relay-untrusted"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = h.certs()
+        cls.relay = h.Relay(cls.relay_cert, cls.relay_options, cls.relay_implicit)
+        cls.addClassCleanup(cls.relay.kill)
+        cls.relay.start()
+        cls.livery = AdminLivery(cls.relay)
+        cls.addClassCleanup(cls.livery.kill)
+        cls.livery.start()
+
+    def test_untrusted_relay_counted(self):
+        c = self.starttls_session(auth=False)
+        r = c.cmd("AUTH PLAIN " + h.plain_auth())
+        self.assertEqual(r.code // 100, 4, r.raw)
+        c.close()
+        key = dict(region="relay", result="certificate-not-trusted")
+        h.wait_until(lambda: value(parse_metrics(http_get(self.livery.admin_port, "/metrics")[1]),
+                                   "livery_relay_legs_total", **key) >= 1, "the failed leg counted")
+        metrics = parse_metrics(http_get(self.livery.admin_port, "/metrics")[1])
+        self.assertEqual(value(metrics, "livery_relay_legs_total", region="relay", result="ok"), 0)
+        self.assertEqual(value(metrics, "livery_relay_tls_handshakes_total", region="relay", resumed="false"), 0)
+        self.assertEqual(value(metrics, "livery_auth_total", tenant="acme", result="ok"), 0)
 
 
 class TokenTest(h.ProxyTestCase):
