@@ -263,7 +263,11 @@ class MetricsTest(h.ProxyTestCase):
         before, _ = self.scrape()
         gen = value(before, "livery_config_generation")
         os.kill(self.livery.proc.pid, signal.SIGHUP)
-        h.wait_until(lambda: value(self.scrape()[0], "livery_config_generation") == gen + 1, "the new generation")
+        # The admin socket is kept across the reload: it answers throughout (bounded loop).
+        deadline = time.monotonic() + h.TIMEOUT
+        while value(self.scrape()[0], "livery_config_generation") != gen + 1:
+            self.assertLess(time.monotonic(), deadline, "no new generation")
+            self.assertEqual(http_get(self.livery.admin_port, "/readyz")[0], 200)
         after, _ = self.scrape()
         self.assertEqual(value(after, "livery_config_reloads_total", result="ok") -
                          value(before, "livery_config_reloads_total", result="ok"), 1)

@@ -99,11 +99,16 @@ static void sums_over_workers_and_survive_exits(void **state)
 	session(b, f, 0, "quit");
 	session(b, f, 0, "certificate-expired");
 	metrics_accepted(a, &f->listener); /* still open when its worker dies */
+	metrics_refused(b, &f->listener, true);
 	char *t = render(b);
 	assert_true(sample(t, "livery_sessions_total{tenant=\"t0\",end=\"quit\"}") == 2);
 	assert_true(sample(t, "livery_sessions_total{tenant=\"t0\",end=\"certificate-expired\"}") == 1);
 	assert_true(sample(t, "livery_connections_accepted_total{listener=\"127.0.0.1:587\"}") == 4);
 	assert_true(sample(t, "livery_connections_active{listener=\"127.0.0.1:587\"}") == 1);
+	assert_true(sample(t, "livery_connections_refused_total{listener=\"127.0.0.1:587\",limit=\"max_"
+	                      "connections_per_ip\"}") == 1);
+	assert_true(sample(t, "livery_connections_refused_total{listener=\"127.0.0.1:587\",limit=\"max_"
+	                      "connections\"}") == 0);
 	assert_true(sample(t, "livery_client_bytes_total{tenant=\"t0\",direction=\"out\"}") == 600);
 	free(t);
 	metrics_free(a);
