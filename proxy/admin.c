@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -18,12 +19,15 @@
  * is dropped soon. */
 #define ADMIN_MAX_CONNECTIONS 16
 #define ADMIN_TIMEOUT_S       10
+/* How long an exiting worker lets requests under way finish. */
+#define ADMIN_LINGER_MS 2000
 
 struct admin {
 	struct MHD_Daemon *d;
 	struct metrics *m;
 	char *token;
 	atomic_bool draining;
+	atomic_bool quiesced; /* no longer accepting: answers close their connection */
 };
 
 /* Compares in time independent of where the first difference is. */
@@ -49,8 +53,8 @@ static bool authorized(const struct admin *a, struct MHD_Connection *c)
 	return same_secret(h, a->token);
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
-                             const char *type, bool owned)
+static enum MHD_Result reply(struct admin *a, struct MHD_Connection *c, unsigned status, char *body,
+                             size_t len, const char *type, bool owned)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(
 	        len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -65,14 +69,16 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *bo
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"livery\"");
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (atomic_load(&a->quiesced)) /* a kept-alive scraper reconnects, to a worker that accepts */
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result rc = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return rc;
 }
 
-static enum MHD_Result text(struct MHD_Connection *c, unsigned status, const char *body)
+static enum MHD_Result text(struct admin *a, struct MHD_Connection *c, unsigned status, const char *body)
 {
-	return reply(c, status, (char *)body, strlen(body), "text/plain; charset=utf-8", false);
+	return reply(a, c, status, (char *)body, strlen(body), "text/plain; charset=utf-8", false);
 }
 
 static enum MHD_Result serve_metrics(struct admin *a, struct MHD_Connection *c)
@@ -82,13 +88,13 @@ static enum MHD_Result serve_metrics(struct admin *a, struct MHD_Connection *c)
 	FILE *f = open_memstream(&buf, &len);
 
 	if (!f)
-		return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render metrics\n");
+		return text(a, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render metrics\n");
 	bool ok = metrics_render(a->m, f);
 	if (fclose(f) != 0 || !ok) {
 		free(buf);
-		return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render metrics\n");
+		return text(a, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot render metrics\n");
 	}
-	return reply(c, MHD_HTTP_OK, buf, len, "text/plain; version=0.0.4; charset=utf-8", true);
+	return reply(a, c, MHD_HTTP_OK, buf, len, "text/plain; version=0.0.4; charset=utf-8", true);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -100,17 +106,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (*upload_size != 0)
 		return MHD_NO; /* a GET carries no body */
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+		return text(a, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (!authorized(a, c))
-		return text(c, MHD_HTTP_UNAUTHORIZED, "unauthorized\n");
+		return text(a, c, MHD_HTTP_UNAUTHORIZED, "unauthorized\n");
 	if (strcmp(url, "/metrics") == 0)
 		return serve_metrics(a, c);
 	if (strcmp(url, "/healthz") == 0)
-		return text(c, MHD_HTTP_OK, "ok\n");
+		return text(a, c, MHD_HTTP_OK, "ok\n");
 	if (strcmp(url, "/readyz") == 0)
-		return atomic_load(&a->draining) ? text(c, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n")
-		                                 : text(c, MHD_HTTP_OK, "ready\n");
-	return text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+		return atomic_load(&a->draining) ? text(a, c, MHD_HTTP_SERVICE_UNAVAILABLE, "draining\n")
+		                                 : text(a, c, MHD_HTTP_OK, "ready\n");
+	return text(a, c, MHD_HTTP_NOT_FOUND, "not found\n");
 }
 
 /* Several workers accept on the one socket; libmicrohttpd copes with an accept that another
@@ -137,7 +143,7 @@ struct admin *admin_start(int fd, const char *token, struct metrics *m, char *er
 
 void admin_quiesce(struct admin *a)
 {
-	if (!a)
+	if (!a || atomic_exchange(&a->quiesced, true))
 		return;
 	MHD_socket fd = MHD_quiesce_daemon(a->d);
 	if (fd != MHD_INVALID_SOCKET)
@@ -150,10 +156,23 @@ void admin_set_draining(struct admin *a)
 		atomic_store(&a->draining, true);
 }
 
+static unsigned connections(const struct admin *a)
+{
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return i ? i->num_connections : 0;
+}
+
+/* A request accepted just before the worker stopped accepting is answered, not cut: the
+ * worker (whose loop is over) waits for it, within ADMIN_LINGER_MS. */
 void admin_stop(struct admin *a)
 {
 	if (!a)
 		return;
+	admin_quiesce(a);
+	for (int ms = 0; ms < ADMIN_LINGER_MS && connections(a) > 0; ms += 10) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
 	MHD_stop_daemon(a->d);
 	free(a->token);
 	free(a);

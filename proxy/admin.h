@@ -16,7 +16,8 @@ struct admin *admin_start(int fd, const char *token, struct metrics *m, char *er
 void admin_quiesce(struct admin *a);
 /* livery is stopping: this worker keeps answering, /readyz with 503, until it exits. */
 void admin_set_draining(struct admin *a);
-/* Stops the thread and frees; a NULL a is fine. */
+/* Stops accepting, lets requests under way finish (up to 2 s), stops the thread and frees;
+ * a NULL a is fine. */
 void admin_stop(struct admin *a);
 
 #endif
