@@ -207,6 +207,51 @@ class MetricsTest(h.ProxyTestCase):
         h.wait_until(lambda: value(self.scrape()[0], "livery_connections_active", listener=starttls) == 0,
                      "no active connection")
 
+    def test_concurrent_sessions_counted_exactly_and_monotonically(self):
+        """100 short sessions from 10 threads (spread over both workers) while another thread
+        scrapes: every scrape's counters are at least the previous one's, and the totals
+        come out exact."""
+        import threading
+        starttls = "%s:%d" % (h.HOST, self.livery.starttls_port)
+        before, _ = self.scrape()
+        scrapes, errors, done = [], [], threading.Event()
+
+        def sessions():
+            try:
+                for _ in range(10):
+                    c = h.SMTPClient(self.livery.starttls_port)
+                    if c.reply().code != 220 or c.cmd("QUIT").code != 221:
+                        errors.append("bad reply")
+                    c.close()
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(repr(e))
+
+        def scraper():
+            while not done.is_set() and len(scrapes) < 500:
+                scrapes.append(self.scrape()[0])
+
+        threads = [threading.Thread(target=sessions) for _ in range(10)]
+        watcher = threading.Thread(target=scraper)
+        watcher.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(h.TIMEOUT)
+        key = dict(tenant="default", end="quit")
+        h.wait_until(lambda: value(self.scrape()[0], "livery_sessions_total", **key) ==
+                     value(before, "livery_sessions_total", **key) + 100, "100 sessions counted")
+        done.set()
+        watcher.join(h.TIMEOUT)
+        self.assertEqual(errors, [])
+        after, _ = self.scrape()
+        self.assertEqual(value(after, "livery_connections_accepted_total", listener=starttls) -
+                         value(before, "livery_connections_accepted_total", listener=starttls), 100)
+        self.assertGreater(len(scrapes), 1)
+        for prev, cur in zip([before] + scrapes, scrapes + [after]):
+            for k, v in prev.items():
+                if k[0].endswith("_total"):
+                    self.assertGreaterEqual(cur.get(k, 0.0), v, "%r went backwards" % (k,))
+
     def test_every_worker_answers_the_same_sums(self):
         self.deliver()
         self.wait_sessions({}, "acme", "quit", 1)
