@@ -26,7 +26,7 @@ struct parse {
 
 static const char *const top_keys[] = {
         "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits",
-        "user",      "group",   "pid_file",          "log_format", "log_file",
+        "user",      "group",   "pid_file",          "log_format", "log_file", "admin_listen", "admin_token",
         "cert_dir", /* certificates by name: certbot's live/ layout or flat pairs */
         NULL};
 static const char *const listener_keys[] = {
@@ -689,6 +689,55 @@ static bool parse_records(struct parse *p, const config_setting_t *root)
 	return true;
 }
 
+/* "address:port" or "[v6address]:port" into *admin; false when it is not that shape. */
+static bool split_admin_listen(const char *v, struct admin_cfg *admin)
+{
+	const char *colon = strrchr(v, ':');
+	char *end;
+	char buf[INET6_ADDRSTRLEN + 2];
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	if (!colon || (size_t)(colon - v) >= sizeof(buf))
+		return false;
+	long port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end || port < 1 || port > 65535)
+		return false;
+	bool v6 = v[0] == '[';
+	if (v6 && colon[-1] != ']')
+		return false;
+	snprintf(buf, sizeof(buf), "%.*s", (int)(colon - v) - 2 * v6, v + v6);
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1)
+		return false;
+	admin->address = xstrdup(buf);
+	admin->port = (int)port;
+	admin->loopback = v6 ? memcmp(addr, &in6addr_loopback, sizeof(in6addr_loopback)) == 0 : addr[0] == 127;
+	return true;
+}
+
+/* The admin listener (metrics and health): off unless admin_listen is set. Off loopback it
+ * needs admin_token, since /metrics names every tenant. */
+static bool parse_admin(struct parse *p, const config_setting_t *root)
+{
+	const config_setting_t *s = config_setting_get_member(root, "admin_listen");
+	char *v = NULL;
+
+	if ((config_setting_get_member(root, "admin_token") &&
+	     !get_string(p, root, "admin_token", NULL, &p->cfg->admin.token)) ||
+	    (s && !get_string(p, root, "admin_listen", NULL, &v)))
+		return false;
+	if (p->cfg->admin.token && !p->cfg->admin.token[0])
+		return fail(p, config_setting_get_member(root, "admin_token"), "'admin_token' must not be empty");
+	if (!s)
+		return true;
+	bool ok = split_admin_listen(v, &p->cfg->admin);
+	free(v);
+	if (!ok)
+		return fail(p, s, "'admin_listen' must be \"address:port\" with an IP address, e.g. \"127.0.0.1:9025\"");
+	if (!p->cfg->admin.loopback && !p->cfg->admin.token)
+		return fail(p, s, "'admin_listen' off loopback needs 'admin_token'");
+	return true;
+}
+
 /* One worker per online CPU, as nginx's "worker_processes auto". */
 static long long default_workers(void)
 {
@@ -790,8 +839,8 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "bare_line_endings"),
 		            "'bare_line_endings' must be \"reject\" or \"normalize\"");
-	return parse_records(p, root) && parse_cert_dir(p, root) && parse_limits(p, lc) && parse_regions(p, lc) &&
-	       parse_tenants(p, lc) && parse_listeners(p, lc);
+	return parse_records(p, root) && parse_admin(p, root) && parse_cert_dir(p, root) && parse_limits(p, lc) &&
+	       parse_regions(p, lc) && parse_tenants(p, lc) && parse_listeners(p, lc);
 }
 
 static char *dir_of(const char *path)
@@ -829,6 +878,8 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		config_free(cfg);
 		return NULL;
 	}
+	for (size_t i = 0; i < cfg->ntenants; i++)
+		cfg->tenants[i].origin = &cfg->tenants[i];
 	return cfg;
 }
 
@@ -860,6 +911,8 @@ void config_free(struct config *cfg)
 	free(cfg->process.user);
 	free(cfg->process.group);
 	free(cfg->process.pid_file);
+	free(cfg->admin.address);
+	free(cfg->admin.token);
 	free(cfg->path);
 	free(cfg->cert_dir);
 	free(cfg->cert_dir_src_file);

@@ -53,6 +53,9 @@ struct tenant_cfg {
 	int key_line;
 	char *names_src_file; /* where hostnames is set, for names no certificate covers */
 	int names_line;
+	/* The tenant in cfg->tenants: itself, also in the per-name copies certstore makes of it
+	 * (so per-tenant tables can index by origin - cfg->tenants). */
+	const struct tenant_cfg *origin;
 };
 
 struct listener_cfg {
@@ -92,6 +95,14 @@ struct process_cfg {
 	char *pid_file; /* absolute path, or NULL for none */
 };
 
+/* The admin HTTP listener (metrics and health); address NULL: none. */
+struct admin_cfg {
+	char *address; /* an IP literal, without brackets */
+	int port;
+	bool loopback;
+	char *token; /* the bearer token requests must carry, or NULL */
+};
+
 struct config {
 	char *path;
 	enum log_level log_level;
@@ -100,6 +111,7 @@ struct config {
 	enum smtp_bare_policy bare_line_endings;
 	unsigned workers; /* default: the number of online CPUs */
 	struct process_cfg process;
+	struct admin_cfg admin;
 	struct listener_cfg *listeners;
 	size_t nlisteners;
 	struct region_cfg *regions;

@@ -17,6 +17,7 @@
 #include "certstore.h"
 #include "iptable.h"
 #include "listener.h"
+#include "metrics.h"
 #include "records.h"
 #include "util.h"
 #include "worker.h"
@@ -34,6 +35,8 @@ struct gen {
 	struct config *cfg;
 	struct certstore *certs;
 	int *fds;               /* the master's copies, one per cfg->listeners; -1 once closed */
+	int admin_fd;           /* the admin listener (cfg->admin), or -1 */
+	struct metrics_labels *labels;
 	unsigned live;          /* forked, not yet reaped */
 	unsigned ready;         /* reported that they accept */
 	uint64_t t0;            /* uv_hrtime() when loading began */
@@ -50,6 +53,9 @@ struct proc {
 	bool told; /* sent SIGTERM: its exit is expected */
 };
 
+/* A worker's slot in metrics is its index in procs, like its region in iptable. */
+_Static_assert(METRICS_SLOTS >= IPTABLE_REGIONS, "a metrics slot per worker slot");
+
 struct master {
 	struct master_options opt;
 	uv_loop_t loop;
@@ -64,6 +70,7 @@ struct master {
 	struct iptable_shm *shm;
 	struct iptable_shm *unauth_shm; /* relay legs of unauthenticated sessions, like shm */
 	struct certmon *certmon;        /* the serving generation's cert_dir watch and expiry warnings */
+	struct metrics_shm *metrics;    /* counters, one slot per entry of procs */
 	char *pid_file;
 	bool root;
 	bool stopping;
@@ -104,6 +111,29 @@ static int dup_kept(struct master *m, const struct listener_cfg *l)
 	return -1;
 }
 
+/* The admin listener is bound like the others (the master never reads from it; each worker
+ * serves it) and kept across reloads the same way. */
+static bool open_admin(struct master *m, struct gen *g, char *err, size_t errlen)
+{
+	const struct admin_cfg *a = &g->cfg->admin;
+	struct listener_cfg l = {.address = a->address, .port = a->port};
+
+	if (!a->address)
+		return true;
+	for (struct gen *o = m->gens; o && g->admin_fd < 0; o = o->next) {
+		struct listener_cfg ol = {.address = o->cfg->admin.address, .port = o->cfg->admin.port};
+		if (o->state != GEN_DRAINING && o->admin_fd >= 0 && listener_same_address(&ol, &l))
+			g->admin_fd = fcntl(o->admin_fd, F_DUPFD_CLOEXEC, 3);
+	}
+	if (g->admin_fd >= 0)
+		return true;
+	g->admin_fd = listener_bind(&l, err, errlen);
+	if (g->admin_fd < 0)
+		return false;
+	log_info("admin listener on %s port %d", a->address, a->port);
+	return true;
+}
+
 /* A listener whose address and port a live generation already has keeps that socket (a copy
  * of the fd): it is never closed across a reload, so no connection is refused meanwhile. */
 static bool open_listeners(struct master *m, struct gen *g, char *err, size_t errlen)
@@ -124,7 +154,7 @@ static bool open_listeners(struct master *m, struct gen *g, char *err, size_t er
 		log_info("listening on %s port %d (%s, %s)", l->address, l->port,
 		         config_tls_mode_name(l->tls), l->hostname);
 	}
-	return true;
+	return open_admin(m, g, err, errlen);
 }
 
 static void close_fds(struct gen *g)
@@ -134,12 +164,16 @@ static void close_fds(struct gen *g)
 			close(g->fds[i]);
 		g->fds[i] = -1;
 	}
+	if (g->admin_fd >= 0)
+		close(g->admin_fd);
+	g->admin_fd = -1;
 }
 
 static void gen_free(struct gen *g)
 {
 	close_fds(g);
 	free(g->fds);
+	metrics_labels_free(g->labels);
 	certstore_free(g->certs);
 	config_free(g->cfg);
 	free(g);
@@ -152,12 +186,14 @@ static struct gen *gen_load(struct master *m, char *err, size_t errlen, bool *co
 	struct gen *g = xcalloc(1, sizeof(*g));
 
 	g->t0 = uv_hrtime();
+	g->admin_fd = -1;
 	*config_error = true;
 	g->cfg = config_load(m->opt.config_path, err, errlen);
 	if (g->cfg)
 		g->certs = certstore_new(g->cfg, err, errlen);
 	if (g->certs) {
 		*config_error = false;
+		g->labels = metrics_labels_new(m->metrics, g->cfg, g->certs);
 		if (open_listeners(m, g, err, errlen)) {
 			g->id = ++m->last_gen;
 			return g;
@@ -274,6 +310,9 @@ static void spawn(struct master *m, struct gen *g, unsigned index)
 	                           .fds = g->fds,
 	                           .shm = m->shm,
 	                           .unauth_shm = m->unauth_shm,
+	                           .metrics = m->metrics,
+	                           .labels = g->labels,
+	                           .admin_fd = g->admin_fd,
 	                           .region = (unsigned)(p - m->procs),
 	                           .ready_fd = m->ready_pipe[1],
 	                           .master = getpid(),
@@ -309,6 +348,7 @@ static void gen_failed(struct master *m, struct gen *g, const char *why)
 		begin_stop(m, "startup failed");
 		return;
 	}
+	metrics_shm_reload(m->metrics, false);
 	log_error("reload rejected (generation %u: %s); generation %u goes on serving", g->id, why,
 	          m->current->id);
 	gen_drain(m, g);
@@ -345,6 +385,9 @@ static void gen_serving(struct master *m, struct gen *g)
 	g->state = GEN_SERVING;
 	m->current = g;
 	watch_certs(m, g);
+	metrics_shm_generation(m->metrics, g->id);
+	if (!first)
+		metrics_shm_reload(m->metrics, true);
 	for (struct gen *o = m->gens, *next; o; o = next) {
 		next = o->next;
 		if (o != g)
@@ -433,6 +476,7 @@ static void on_worker_exit(struct master *m, struct proc *p, int wstatus)
 	describe(wstatus, how, sizeof(how));
 	iptable_shm_clear(m->shm, (unsigned)(p - m->procs)); /* its counts died with it */
 	iptable_shm_clear(m->unauth_shm, (unsigned)(p - m->procs));
+	metrics_shm_retire(m->metrics, (unsigned)(p - m->procs)); /* its counts stay in the sums */
 	*p = (struct proc){0};
 	g->live--;
 	if (!dead.ready && g->state == GEN_STARTING) {
@@ -478,6 +522,7 @@ static void begin_stop(struct master *m, const char *why)
 	}
 	m->stopping = true;
 	watch_certs(m, NULL);
+	metrics_shm_stopping(m->metrics); /* before the workers hear it: /readyz answers 503 */
 	log_info("%s: no longer accepting; draining sessions", why);
 	notify("STOPPING=1");
 	uv_timer_stop(&m->respawn);
@@ -598,6 +643,7 @@ int master_reload(struct master *m, const char *why)
 	notify("RELOADING=1\nSTATUS=reloading");
 	struct gen *g = gen_load(m, err, sizeof(err), &config_error);
 	if (!g) {
+		metrics_shm_reload(m->metrics, false);
 		log_error("reload rejected, generation %u goes on serving: %s",
 		          m->current ? m->current->id : 0, err);
 		notify("READY=1\nSTATUS=serving (reload rejected)");
@@ -670,6 +716,7 @@ static int setup(struct master *m)
 		log_error("cannot set up the master: %s", uv_strerror(rc));
 	m->shm = iptable_shm_new();
 	m->unauth_shm = iptable_shm_new();
+	m->metrics = metrics_shm_new();
 	m->root = geteuid() == 0;
 	return rc;
 }
@@ -700,6 +747,7 @@ static void teardown(struct master *m)
 		close(m->signal_fd);
 	iptable_shm_free(m->shm);
 	iptable_shm_free(m->unauth_shm);
+	metrics_shm_free(m->metrics);
 	remove_pid_file(m);
 }
 

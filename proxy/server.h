@@ -14,6 +14,7 @@
 #include "tls.h"
 
 struct session;
+struct metrics;
 
 struct server {
 	uv_loop_t *loop;
@@ -26,6 +27,7 @@ struct server {
 	 * workers. */
 	struct iptable *unauth_legs;
 	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
+	struct metrics *metrics;                  /* this worker's counters (NULL: none) */
 	uint64_t next_id;
 	int worker; /* the worker's pid: session ids ("w<pid>s<n>") stay unique across processes */
 	bool draining;

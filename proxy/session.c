@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "records.h"
 #include "session_int.h"
 #include "stream.h"
@@ -144,6 +145,7 @@ void session_drop_upstream(struct session *s, bool quit)
 	unauth_leg_release(s);
 	if (s->up) {
 		s->relay = *upstream_info(s->up); /* for the records, after the leg is gone */
+		metrics_relay_leg(s->srv->metrics, s->tenant, &s->relay);
 		upstream_close(s->up, quit);
 	}
 	s->up = NULL;
@@ -166,6 +168,7 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 			session_drop_upstream(s, true);
 		}
 		s->auth_failures += !ok;
+		metrics_auth(s->srv->metrics, s->tenant, ok);
 		log_info("%s: AUTH %s by the relay (%d)", s->id, ok ? "accepted" : "refused", r->code);
 		session_enter_state(s, SS_COMMAND);
 	} else if (verb == SMTP_DATA && r->code == 354) {
@@ -332,6 +335,8 @@ static void cl_on_tls(void *owner, int status)
 {
 	struct session *s = owner;
 
+	metrics_client_tls(s->srv->metrics, s->lcfg, status == 0 ? METRICS_TLS_OK : METRICS_TLS_FAILED,
+	                   stream_tls_started(s->client));
 	if (status < 0) {
 		log_info("%s: TLS handshake with client failed: %s", s->id, stream_tls_error(s->client));
 		session_close(s, SE_CLIENT_TLS, stream_tls_error(s->client));
@@ -370,6 +375,8 @@ static void cl_on_timeout(void *owner)
 {
 	struct session *s = owner;
 
+	if (s->state == SS_HANDSHAKE)
+		metrics_client_tls(s->srv->metrics, s->lcfg, METRICS_TLS_TIMEOUT, 0);
 	if (s->state != SS_HANDSHAKE) {
 		/* Replies still owed (BDAT chunks) will never be sent: the 421 must not wait behind them. */
 		session_free_pending(s);
@@ -451,6 +458,7 @@ static void write_session_record(struct session *s, enum session_end end, const 
 	        .relay = s->relay.region ? &s->relay : NULL,
 	};
 	records_session(&r);
+	metrics_session_end(s->srv->metrics, s->tenant, r.end, r.bytes_in, r.bytes_out, s->started);
 }
 
 void session_close(struct session *s, enum session_end end, const char *detail)
@@ -488,6 +496,7 @@ static void session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	metrics_closed(srv->metrics, s->lcfg);
 	session_free_pending(s);
 	iobuf_free(&s->in);
 	iobuf_free(&s->fwd);
@@ -511,6 +520,7 @@ static bool over_limits(struct session *s)
 	log_warn("%s: refusing %s: %s", s->id, s->peer,
 	         per_ip > lim->max_connections_per_ip ? "too many connections from this address"
 	                                              : "too many connections");
+	metrics_refused(s->srv->metrics, s->lcfg, per_ip > lim->max_connections_per_ip);
 	if (s->lcfg->tls == TLS_MODE_STARTTLS)
 		session_reply(s, 421, "4.7.0 %s Too many connections, try again later", s->brand);
 	session_close(s, SE_LIMIT, "connection limit");
@@ -534,6 +544,7 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 		s->next->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	metrics_accepted(srv->metrics, lcfg);
 	s->live = 1;
 	s->client = stream_new(srv->loop, &client_ops, s);
 	if (stream_accept(s->client, listener) != 0) {

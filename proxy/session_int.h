@@ -63,6 +63,7 @@ struct session_msgrec {
 	uint64_t size;    /* content octets received */
 	bool content;     /* content went to the relay */
 	bool written;
+	uint64_t dot_at; /* uv_hrtime() when the end of data went to the relay, for metrics */
 };
 
 struct session_pending {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "records.h"
 #include "session_int.h"
 #include "smtp_info.h"
@@ -85,6 +86,7 @@ void session_msgrec_write(struct session *s, struct session_msgrec *rec, int cod
 
 	rec->written = true;
 	records_message(&m);
+	metrics_message(s->srv->metrics, s->tenant, code, by, rec->dot_at);
 }
 
 /* A message whose content went to the relay but that never had a verdict is recorded too
@@ -206,6 +208,8 @@ static void end_message(struct session *s)
 	} else {
 		session_expect_relay(s, SESSION_VERB_MESSAGE_END, SP_RELAY);
 		s->tail->rec = session_msgrec_ref(s->tx.rec);
+		if (s->tx.rec)
+			s->tx.rec->dot_at = uv_hrtime();
 		upstream_set_reply_timeout(s->up, s->srv->cfg->limits.relay_data_timeout_ms);
 	}
 	session_tx_reset(s);

@@ -38,6 +38,7 @@ struct stream {
 	bool connect_due, handshake_due, error_due;
 	int connect_status, error_status;
 	enum tls_state tls_state;
+	uint64_t tls_started; /* uv_hrtime() when a server handshake began, for metrics */
 	struct tls_conn *tls;
 	struct iobuf cin;  /* ciphertext received, not yet consumed by wolfSSL */
 	struct iobuf cout; /* bytes to send (ciphertext once TLS is up), in wire order */
@@ -382,6 +383,7 @@ static void tls_pump(struct stream *s)
 void stream_start_tls_server(struct stream *s)
 {
 	s->tls_state = TS_PEEK;
+	s->tls_started = uv_hrtime();
 	iobuf_clear(&s->cin);
 }
 
@@ -410,6 +412,11 @@ bool stream_is_tls(const struct stream *s)
 tls_session *stream_tls_session(const struct stream *s)
 {
 	return s->tls_state == TS_UP ? tls_conn_get_session(s->tls) : NULL;
+}
+
+uint64_t stream_tls_started(const struct stream *s)
+{
+	return s->tls_started;
 }
 
 bool stream_tls_resumed(const struct stream *s)

@@ -53,6 +53,8 @@ int stream_start_tls_client(struct stream *s, tls_ctx *ctx, const char *sni, con
 /* Client side, once TLS is up: a new reference to the session, and whether it was resumed. */
 tls_session *stream_tls_session(const struct stream *s);
 bool stream_tls_resumed(const struct stream *s);
+/* uv_hrtime() when the server handshake began (stream_start_tls_server), 0 before. */
+uint64_t stream_tls_started(const struct stream *s);
 bool stream_is_tls(const struct stream *s);
 /* The SNI a TLS client sent us ("" if none). */
 const char *stream_sni(const struct stream *s);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "listener.h"
 #include "log.h"
 #include "records.h"
@@ -28,6 +29,8 @@ struct worker {
 	uv_poll_t signals;
 	int signal_fd;
 	uv_timer_t drain_timer;
+	struct admin *admin;
+	const struct metrics_shm *metrics_shm;
 };
 
 /* The worker's state lives in static storage: what the master allocated before the fork stays
@@ -37,7 +40,7 @@ static struct worker worker;
 
 static bool is_kept(int fd, const struct worker_args *a)
 {
-	if (fd <= STDERR_FILENO || fd == a->ready_fd)
+	if (fd <= STDERR_FILENO || fd == a->ready_fd || fd == a->admin_fd)
 		return true;
 	for (size_t i = 0; i < a->cfg->nlisteners; i++) {
 		if (fd == a->fds[i])
@@ -144,6 +147,12 @@ static void start_drain(struct worker *w)
 	w->srv.draining = true;
 	listeners_close(w->listeners);
 	w->listeners = NULL;
+	/* At a reload the next generation answers the admin listener; when livery stops, this
+	 * worker answers /readyz with 503 until it exits (then nobody accepts: not ready either). */
+	if (metrics_shm_is_stopping(w->metrics_shm))
+		admin_set_draining(w->admin);
+	else
+		admin_quiesce(w->admin);
 	if (w->srv.nsessions == 0)
 		on_drained(&w->srv);
 	else
@@ -228,7 +237,9 @@ static bool start(struct worker *w, const struct worker_args *a)
 	                         .worker = (int)getpid(),
 	                         .per_ip = iptable_new(a->shm, a->region),
 	                         .unauth_legs = iptable_new(a->unauth_shm, a->region),
-	                         .relay_sessions = tls_session_cache_new()};
+	                         .relay_sessions = tls_session_cache_new(),
+	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels)};
+	w->metrics_shm = a->metrics;
 	uv_timer_init(&w->loop, &w->drain_timer);
 	if (!watch_signals(w)) {
 		log_error("worker: cannot watch signals: %s", strerror(errno));
@@ -236,6 +247,11 @@ static bool start(struct worker *w, const struct worker_args *a)
 	}
 	w->listeners = listeners_open(&w->srv, a->fds, err, sizeof(err));
 	if (!w->listeners) {
+		log_error("worker: %s", err);
+		return false;
+	}
+	if (a->admin_fd >= 0 && !(w->admin = admin_start(a->admin_fd, a->cfg->admin.token, w->srv.metrics, err,
+	                                                  sizeof(err)))) {
 		log_error("worker: %s", err);
 		return false;
 	}
@@ -251,6 +267,8 @@ static void finish(struct worker *w)
 		close(w->signal_fd);
 	iptable_free(w->srv.per_ip);
 	iptable_free(w->srv.unauth_legs);
+	admin_stop(w->admin); /* its thread reads the metrics */
+	metrics_free(w->srv.metrics);
 	records_close();
 	tls_session_cache_free(w->srv.relay_sessions);
 	tls_thread_cleanup();

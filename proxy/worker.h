@@ -10,6 +10,7 @@
 #include "certstore.h"
 #include "config.h"
 #include "iptable.h"
+#include "metrics.h"
 
 /* What the master hands a worker it forks; everything is loaded already (the worker may no
  * longer be able to read keys once it dropped privileges). */
@@ -19,7 +20,10 @@ struct worker_args {
 	const int *fds; /* one listening socket per cfg->listeners */
 	struct iptable_shm *shm;
 	struct iptable_shm *unauth_shm; /* relay legs of unauthenticated sessions */
-	unsigned region; /* the worker's region in shm */
+	struct metrics_shm *metrics;
+	const struct metrics_labels *labels; /* where this generation's names are counted */
+	int admin_fd;    /* the admin listener to serve, or -1 */
+	unsigned region; /* the worker's region in shm (and its slot in metrics) */
 	int ready_fd;    /* the worker writes its pid here once it accepts connections */
 	pid_t master;    /* the master's pid: a worker whose master died drains and exits */
 	bool drop_privileges;

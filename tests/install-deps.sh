@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config libuv1-dev libwolfssl-dev libconfig-dev libjansson-dev libcmocka-dev
 	swaks libnet-ssleay-perl libio-socket-ssl-perl curl openssl python3 ca-certificates clang libclang-rt-14-dev procps
-	libsystemd-dev systemd groff-base man-db)
+	libsystemd-dev systemd groff-base man-db libmicrohttpd-dev prometheus)
 
 missing=()
 for p in "${packages[@]}"; do
