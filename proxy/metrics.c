@@ -269,7 +269,8 @@ static counter *lrow(struct metrics *m, const struct listener_cfg *l)
 
 static counter *trow(struct metrics *m, const struct tenant_cfg *t)
 {
-	size_t i = (size_t)(t->origin - m->cfg->tenants); /* t may be certstore's per-name copy */
+	/* t may be certstore's per-name copy; a config not made by config_load has no origin. */
+	size_t i = (size_t)((t->origin ? t->origin : t) - m->cfg->tenants);
 	return m->mine->t[i < m->cfg->ntenants ? m->labels->tenant[i] : 0];
 }
 
