@@ -131,7 +131,7 @@ def targets(d, tag, rows_by, hs, ngx):
     if res and res["rss"] is not None:
         lines.append(f"- RSS per live proxied session: {res['rss']:.1f} KiB at C={res['held']} "
                      f"(target ≤ {TARGET_RSS_KIB} KiB: {verdict(res['rss'] <= TARGET_RSS_KIB)})")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else ""  # nothing to judge (--records-only)
 
 
 def hs_table(hss):
@@ -180,6 +180,10 @@ def records(d, tag, rows_by):
              f"(best runs, {100 * (on['cpu_ms'] / off['cpu_ms'] - 1):+.1f}%); medians of all runs "
              f"{med_on:.3f} vs {med_off:.3f} ms, {100 * r:+.1f}% (target ≤ +{100 * TARGET_RECORDS:.0f}%: "
              f"{verdict(r <= TARGET_RECORDS)}); sessions/s {on['sps']:.0f} vs {off['sps']:.0f}"]
+    if on["runs"] and off["runs"]:
+        pairs = zip(on["runs"]["cpu_ms_per_session"], off["runs"]["cpu_ms_per_session"])
+        lines.append("- run by run (each \"on\" run against the \"off\" run right after it): " +
+                     " / ".join(f"{100 * (a / b - 1):+.0f}%" for a, b in pairs if b))
     if con and coff:
         lines.append(f"- records written: {con['records']} for {con['sessions']} sessions with records on, "
                      f"{coff['records']} for {coff['sessions']} with `log_format = \"none\"`")
@@ -248,8 +252,10 @@ def main():
     print(hs_table(hss))
     print()
     for tag, hs in hss:
-        print(targets(d, tag, rows_by, hs, ngx))
-        print()
+        t = targets(d, tag, rows_by, hs, ngx)
+        if t:
+            print(t)
+            print()
     if compare:
         lines = [x for tag, _ in hss for x in comparison(tag, rows_by, rev)]
         if lines:
