@@ -1,6 +1,8 @@
 /* loadgen: livery-loadgen's entry point (options, scheduling of sessions under the concurrency, count,
  * duration and connect-rate bounds, hold mode, signals, the report). */
 #include <getopt.h>
+#include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,25 +377,49 @@ static struct pct pcts(struct bu_samples *s)
 	return (struct pct){bu_percentile(s, 50), bu_percentile(s, 90), bu_percentile(s, 99)};
 }
 
+/* Three decimals, as the table shows: the JSON then reads like the table, not like %.17g. A
+ * rate over no elapsed time is 0, not NaN (which JSON cannot hold, so json_real would refuse it). */
+static double r3(double x)
+{
+	return isfinite(x) ? round(x * 1000.0) / 1000.0 : 0.0;
+}
+
+static json_t *pct_json(struct pct p)
+{
+	return json_pack("{s:f,s:f,s:f}", "p50", r3(p.p50), "p90", r3(p.p90), "p99", r3(p.p99));
+}
+
+static json_t *errors_json(void)
+{
+	json_t *e = json_object();
+
+	for (unsigned i = 0; e && i < G.nerrors; i++)
+		json_object_set_new(e, G.errors[i].kind, json_integer((json_int_t)G.errors[i].count));
+	return e;
+}
+
+/* One object: bench/run and bench/report.py read these fields. "o" steals the sub-objects, and a
+ * NULL among them makes json_pack fail as a whole (out of memory), reported below. */
 static void print_json(double elapsed)
 {
-	struct pct b = pcts(&G.banner_ms), t = pcts(&G.tls_ms), s = pcts(&G.session_ms);
+	char target[300];
+	json_t *j;
 
-	printf("{\"target\":\"%s:%d\",\"mode\":\"%s\",\"concurrency\":%u,\"messages_per_session\":%u,"
-	       "\"message_size\":%zu,\"resume\":%s,\"hold\":%s,\"held\":%u,\"started\":%lu,\"sessions_ok\":%"
-	       "lu,"
-	       "\"sessions_failed\":%lu,\"messages\":%lu,\"tls_resumed\":%lu,\"elapsed_s\":%.3f,"
-	       "\"sessions_per_s\":%.2f,\"messages_per_s\":%.2f,\"mb_per_s\":%.3f,",
-	       G.o.host, G.o.port, G.o.implicit ? "implicit" : "starttls", G.o.concurrency, G.o.messages,
-	       G.o.size, G.o.resume ? "true" : "false", G.o.hold ? "true" : "false", G.held, G.started, G.ok,
-	       G.failed, G.messages, G.resumed, elapsed, G.ok / elapsed, G.messages / elapsed,
-	       (double)G.messages * (double)G.o.size / elapsed / 1e6);
-	printf("\"banner_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f},", b.p50, b.p90, b.p99);
-	printf("\"tls_handshake_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f},", t.p50, t.p90, t.p99);
-	printf("\"session_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f},\"errors\":{", s.p50, s.p90, s.p99);
-	for (unsigned i = 0; i < G.nerrors; i++)
-		printf("%s\"%s\":%lu", i ? "," : "", G.errors[i].kind, G.errors[i].count);
-	printf("}}\n");
+	snprintf(target, sizeof(target), "%s:%d", G.o.host, G.o.port);
+	j = json_pack("{s:s,s:s,s:I,s:I,s:I,s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:o,s:o,s:o,s:o}",
+	              "target", target, "mode", G.o.implicit ? "implicit" : "starttls", "concurrency",
+	              (json_int_t)G.o.concurrency, "messages_per_session", (json_int_t)G.o.messages,
+	              "message_size", (json_int_t)G.o.size, "resume", G.o.resume, "hold", G.o.hold, "held",
+	              (json_int_t)G.held, "started", (json_int_t)G.started, "sessions_ok", (json_int_t)G.ok,
+	              "sessions_failed", (json_int_t)G.failed, "messages", (json_int_t)G.messages,
+	              "tls_resumed", (json_int_t)G.resumed, "elapsed_s", r3(elapsed), "sessions_per_s",
+	              r3(G.ok / elapsed), "messages_per_s", r3(G.messages / elapsed), "mb_per_s",
+	              r3((double)G.messages * (double)G.o.size / elapsed / 1e6), "banner_ms",
+	              pct_json(pcts(&G.banner_ms)), "tls_handshake_ms", pct_json(pcts(&G.tls_ms)),
+	              "session_ms", pct_json(pcts(&G.session_ms)), "errors", errors_json());
+	if (!j || json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15)) != 0 || putchar('\n') == EOF)
+		fputs("livery-loadgen: cannot write the JSON report\n", stderr);
+	json_decref(j);
 }
 
 static void print_table(double elapsed)

@@ -11,6 +11,7 @@ TARGET_CEILING = 0.75   # proxied sessions/s >= 75% of the crypto ceiling
 TARGET_CPU = 0.5        # livery CPU/session <= 0.5 x nginx's
 TARGET_RESUME = 1.5     # sessions/s with relay-leg resumption >= 1.5 x without
 TARGET_RSS_KIB = 160    # RSS per live proxied session
+TARGET_RECORDS = 0.03   # CPU per session with records (json, to a file) <= 1.03 x without
 
 
 def load(d, name):
@@ -130,7 +131,7 @@ def targets(d, tag, rows_by, hs, ngx):
     if res and res["rss"] is not None:
         lines.append(f"- RSS per live proxied session: {res['rss']:.1f} KiB at C={res['held']} "
                      f"(target ≤ {TARGET_RSS_KIB} KiB: {verdict(res['rss'] <= TARGET_RSS_KIB)})")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else ""  # nothing to judge (--records-only)
 
 
 def hs_table(hss):
@@ -166,6 +167,29 @@ def comparison(tag, rows_by, rev):
     return lines
 
 
+def records(d, tag, rows_by):
+    """What writing the records costs (bench/run --records): the same build, records on and off,
+    side by side, throughput runs interleaved."""
+    on, off = rows_by.get(f"livery-{tag}-records-on"), rows_by.get(f"livery-{tag}-records-off")
+    if not on or not off or not on["cpu_ms"] or not off["cpu_ms"]:
+        return []
+    con, coff = load(d, f"livery-{tag}-records-on.count.json"), load(d, f"livery-{tag}-records-off.count.json")
+    med_on, med_off = median(on), median(off)
+    r = med_on / med_off - 1
+    lines = [f"- {tag} wolfSSL: CPU per session with records {on['cpu_ms']:.3f} ms, without {off['cpu_ms']:.3f} ms "
+             f"(best runs, {100 * (on['cpu_ms'] / off['cpu_ms'] - 1):+.1f}%); medians of all runs "
+             f"{med_on:.3f} vs {med_off:.3f} ms, {100 * r:+.1f}% (target ≤ +{100 * TARGET_RECORDS:.0f}%: "
+             f"{verdict(r <= TARGET_RECORDS)}); sessions/s {on['sps']:.0f} vs {off['sps']:.0f}"]
+    if on["runs"] and off["runs"]:
+        pairs = zip(on["runs"]["cpu_ms_per_session"], off["runs"]["cpu_ms_per_session"])
+        lines.append("- run by run (each \"on\" run against the \"off\" run right after it): " +
+                     " / ".join(f"{100 * (a / b - 1):+.0f}%" for a, b in pairs if b))
+    if con and coff:
+        lines.append(f"- records written: {con['records']} for {con['sessions']} sessions with records on, "
+                     f"{coff['records']} for {coff['sessions']} with `log_format = \"none\"`")
+    return lines
+
+
 def main():
     d, cmd, sessions, conc, hold, msgs, size = sys.argv[1:8]
     m = machine(d)
@@ -188,6 +212,8 @@ def main():
             for kind, what in (("res", "on"), ("nores", "off")):
                 setups += [(f"livery-{tag}-ab-{kind}", f"A/B: livery ({tag} wolfSSL), relay resumption {what}"),
                            (f"livery-{tag}-rev-{kind}", f"A/B: livery at {rev} ({tag} wolfSSL), relay resumption {what}")]
+        setups += [(f"livery-{tag}-records-on", f"records A/B: livery ({tag} wolfSSL), records json to a file"),
+                   (f"livery-{tag}-records-off", f"records A/B: livery ({tag} wolfSSL), `log_format = \"none\"`")]
         for name, label in setups:
             r = row(label, load(d, name + ".json"), load(d, name + ".cpu.json"), load(d, name + "-hold.mem.json"),
                     load(d, name + ".runs.json"))
@@ -226,8 +252,10 @@ def main():
     print(hs_table(hss))
     print()
     for tag, hs in hss:
-        print(targets(d, tag, rows_by, hs, ngx))
-        print()
+        t = targets(d, tag, rows_by, hs, ngx)
+        if t:
+            print(t)
+            print()
     if compare:
         lines = [x for tag, _ in hss for x in comparison(tag, rows_by, rev)]
         if lines:
@@ -235,6 +263,13 @@ def main():
                   f"sink, throughput runs interleaved A B A B ..., the best of each; CPU of the same runs):\n")
             print("\n".join(lines))
             print()
+    lines = [x for tag, _ in hss for x in records(d, tag, rows_by)]
+    if lines:
+        print("What the records cost (`--records`: the same build twice at once on the same sink, one writing "
+              "its records as JSON to a `log_file`, one with `log_format = \"none\"`, throughput runs "
+              "interleaved A B A B ...; resumption on):\n")
+        print("\n".join(lines))
+        print()
     sysfiles = sorted(f for f in os.listdir(d) if f.startswith("sys-") and f.endswith(".txt"))
     if sysfiles:
         counts = {}
