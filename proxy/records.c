@@ -1,6 +1,6 @@
 /* records: one line per session end and per message, for operators: a JSON object (jansson) or, with
- * log_format = "text", a human line with a timestamp; written to stdout or to log_file, reopened on request.
- * Plain data in, no protocol decisions. */
+ * log_format = "text", a human line with a timestamp; gathered and written to stdout or to log_file once
+ * per loop turn, reopened on request. Plain data in, no protocol decisions. */
 #include "records.h"
 
 #include <errno.h>
@@ -10,16 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "iobuf.h"
 #include "log.h"
 #include "util.h"
 
 static int out_fd = STDOUT_FILENO;
 static char *out_path;
 static enum records_format out_format = RECORDS_JSON;
+/* Records made since the last flush: written in one system call per event-loop turn (the
+ * worker flushes before it polls), not one per record. */
+static struct iobuf pending;
+/* Past this, a flush happens at once. */
+#define RECORDS_FLUSH_AT (64 * 1024)
 
 /* RFC 3339 in UTC with milliseconds: 2026-12-06T07:30:00.123Z. */
 static void timestamp(char *buf, size_t len)
@@ -71,6 +76,7 @@ void records_reopen(void)
 {
 	if (!out_path)
 		return;
+	records_flush(); /* what was made before the rotation goes to the old file */
 	int fd = open_file(out_path);
 	if (fd < 0) {
 		log_error("cannot reopen %s: %s (records go on to the old file)", out_path, strerror(errno));
@@ -83,6 +89,8 @@ void records_reopen(void)
 
 void records_close(void)
 {
+	records_flush();
+	iobuf_free(&pending);
 	if (out_path)
 		close(out_fd);
 	free(out_path);
@@ -90,14 +98,35 @@ void records_close(void)
 	out_fd = STDOUT_FILENO;
 }
 
-/* One system call per record, so lines from several processes appending never interleave. */
-static void emit(char *line)
+/* Whole lines in one write(2) each time (O_APPEND), so lines from several worker processes
+ * never interleave; a short write (a pipe) goes on from where it stopped. */
+void records_flush(void)
 {
-	struct iovec iov[2] = {{line, strlen(line)}, {"\n", 1}};
-	ssize_t w = writev(out_fd, iov, 2);
+	while (iobuf_avail(&pending) > 0) {
+		ssize_t w = write(out_fd, iobuf_peek(&pending), iobuf_avail(&pending));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			log_error("records: write failed: %s (%zu octets dropped)", w < 0 ? strerror(errno) : "no progress",
+			          iobuf_avail(&pending));
+			break;
+		}
+		iobuf_consume(&pending, (size_t)w);
+	}
+	iobuf_clear(&pending);
+}
 
-	(void)w;
-	free(line);
+static void line_done(void)
+{
+	iobuf_append(&pending, "\n", 1);
+	if (iobuf_avail(&pending) >= RECORDS_FLUSH_AT)
+		records_flush();
+}
+
+static int append_json(const char *buf, size_t size, void *data)
+{
+	iobuf_append(data, buf, size);
+	return 0;
 }
 
 static void set_str(json_t *o, const char *key, const char *v)
@@ -134,16 +163,21 @@ static json_t *relay_json(const struct upstream_info *r)
 	return o;
 }
 
-/* The line for o (o is released). */
-static char *json_line(json_t *o)
+/* Encodes o straight into the pending lines (o is released). */
+static void emit_json(json_t *o)
 {
 	/* 15 significant digits: 0.075, not the 0.074999999999999997 that 17 would show. */
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
-
-	json_decref(o);
-	if (!s)
+	if (json_dump_callback(o, append_json, &pending, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)))
 		abort(); /* only allocation fails here */
-	return s;
+	json_decref(o);
+	line_done();
+}
+
+static void emit_text(char *line)
+{
+	iobuf_append(&pending, line, strlen(line));
+	free(line);
+	line_done();
 }
 
 /* The fields every record starts with. */
@@ -157,7 +191,7 @@ static json_t *record_head(const char *ts, const char *kind, const char *session
 	return o;
 }
 
-static char *session_json(const struct records_session *r, const char *ts)
+static json_t *session_json(const struct records_session *r, const char *ts)
 {
 	json_t *o = record_head(ts, "session", r->id);
 
@@ -178,10 +212,10 @@ static char *session_json(const struct records_session *r, const char *ts)
 	json_object_set_new(o, "bytes_out", json_integer((json_int_t)r->bytes_out));
 	set_ms(o, "duration_ms", r->duration_ms);
 	json_object_set_new(o, "relay", r->relay ? relay_json(r->relay) : json_null());
-	return json_line(o);
+	return o;
 }
 
-static char *message_json(const struct records_message *r, const char *ts)
+static json_t *message_json(const struct records_message *r, const char *ts)
 {
 	json_t *o = record_head(ts, "message", r->session);
 
@@ -195,7 +229,7 @@ static char *message_json(const struct records_message *r, const char *ts)
 	set_str(o, "by", r->by);
 	set_str(o, "queue_id", r->queue_id);
 	json_object_set_new(o, "relay", r->relay ? relay_json(r->relay) : json_null());
-	return json_line(o);
+	return o;
 }
 
 #define OR_DASH(s) ((s) && (s)[0] ? (s) : "-")
@@ -223,31 +257,28 @@ static char *message_text(const struct records_message *r, const char *ts)
 	                 r->by, OR_DASH(r->queue_id), r->reply ? r->reply : "");
 }
 
-/* RECORDS_NONE writes nothing: callers of these two never pass it. */
-char *records_session_line(const struct records_session *r, enum records_format format)
-{
-	char ts[40];
-
-	timestamp(ts, sizeof(ts));
-	return format == RECORDS_JSON ? session_json(r, ts) : session_text(r, ts);
-}
-
-char *records_message_line(const struct records_message *r, enum records_format format)
-{
-	char ts[40];
-
-	timestamp(ts, sizeof(ts));
-	return format == RECORDS_JSON ? message_json(r, ts) : message_text(r, ts);
-}
-
 void records_session(const struct records_session *r)
 {
-	if (out_format != RECORDS_NONE)
-		emit(records_session_line(r, out_format));
+	char ts[40];
+
+	if (out_format == RECORDS_NONE)
+		return;
+	timestamp(ts, sizeof(ts));
+	if (out_format == RECORDS_JSON)
+		emit_json(session_json(r, ts));
+	else
+		emit_text(session_text(r, ts));
 }
 
 void records_message(const struct records_message *r)
 {
-	if (out_format != RECORDS_NONE)
-		emit(records_message_line(r, out_format));
+	char ts[40];
+
+	if (out_format == RECORDS_NONE)
+		return;
+	timestamp(ts, sizeof(ts));
+	if (out_format == RECORDS_JSON)
+		emit_json(message_json(r, ts));
+	else
+		emit_text(message_text(r, ts));
 }

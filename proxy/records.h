@@ -1,6 +1,6 @@
 /* records: one line per session end and per message, for operators: a JSON object (jansson) or, with
- * log_format = "text", a human line with a timestamp; written to stdout or to log_file, reopened on request.
- * Plain data in, no protocol decisions. */
+ * log_format = "text", a human line with a timestamp; gathered and written to stdout or to log_file once
+ * per loop turn, reopened on request. Plain data in, no protocol decisions. */
 #ifndef LIVERY_RECORDS_H
 #define LIVERY_RECORDS_H
 
@@ -46,10 +46,11 @@ bool records_open(const char *path, enum records_format format, char *err, size_
 /* Reopens the file (logrotate moved it away); a failure keeps the old one and is logged. */
 void records_reopen(void);
 void records_close(void);
+/* Make a record; it is written at the next records_flush (or at once past 64 KiB made). */
 void records_session(const struct records_session *r);
 void records_message(const struct records_message *r);
-/* The record as one line without its newline (for tests); the caller frees it. */
-char *records_session_line(const struct records_session *r, enum records_format format);
-char *records_message_line(const struct records_message *r, enum records_format format);
+/* Writes the records made so far: the worker calls it once per event-loop turn, before it
+ * polls, so a turn's records cost one system call. */
+void records_flush(void);
 
 #endif

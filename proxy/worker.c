@@ -29,6 +29,7 @@ struct worker {
 	uv_poll_t signals;
 	int signal_fd;
 	uv_timer_t drain_timer;
+	uv_prepare_t records; /* writes the turn's records before the loop polls */
 	struct admin *admin;
 	const struct metrics_shm *metrics_shm;
 };
@@ -225,6 +226,12 @@ static void follow_master(struct worker *w, pid_t master)
 	}
 }
 
+static void flush_records(uv_prepare_t *p)
+{
+	(void)p;
+	records_flush();
+}
+
 static bool start(struct worker *w, const struct worker_args *a)
 {
 	char err[512];
@@ -241,6 +248,8 @@ static bool start(struct worker *w, const struct worker_args *a)
 	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels)};
 	w->metrics_shm = a->metrics;
 	uv_timer_init(&w->loop, &w->drain_timer);
+	uv_prepare_init(&w->loop, &w->records);
+	uv_prepare_start(&w->records, flush_records);
 	if (!watch_signals(w)) {
 		log_error("worker: cannot watch signals: %s", strerror(errno));
 		return false;
