@@ -614,6 +614,7 @@ class ProxyTestCase(unittest.TestCase):
     relay_options = ()
     relay_implicit = False
     livery_config = {}
+    livery_class = None  # a Livery subclass; None: Livery
 
     @classmethod
     def setUpClass(cls):
@@ -621,7 +622,7 @@ class ProxyTestCase(unittest.TestCase):
         cls.relay = Relay(cls.relay_cert, cls.relay_options, cls.relay_implicit)
         cls.addClassCleanup(cls.relay.kill)
         cls.relay.start()
-        cls.livery = Livery(cls.relay, **cls.livery_config)
+        cls.livery = (cls.livery_class or Livery)(cls.relay, **cls.livery_config)
         cls.addClassCleanup(cls.livery.kill)
         cls.livery.start()
 
@@ -676,6 +677,18 @@ class ProxyTestCase(unittest.TestCase):
         c.ehlo = ehlo
         if auth:
             self.assertReply(c.cmd("AUTH PLAIN " + plain_auth()), 235, "2.7.0")
+        return c
+
+    def deliver(self, sender="ann@acme.test", sni="smtp.acme.test"):
+        """A whole session: STARTTLS, AUTH, SAMPLE_BODY from sender (accepted), QUIT."""
+        c = self.starttls_session(sni)
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % sender), 250)
+        self.assertReply(c.cmd("RCPT TO:<bob@example.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(dot_stuff(SAMPLE_BODY) + b".\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.cmd("QUIT"), 221)
+        c.read_eof()
         return c
 
     def relay_raw_since(self, conns_before):

@@ -93,31 +93,18 @@ class AdminLivery(h.Livery):
 class MetricsTest(h.ProxyTestCase):
     """Two workers: every scrape, whichever worker answers, sums both."""
 
+    livery_class = AdminLivery
+    livery_config = {"top": ["workers = 2;", "limits = { tls_timeout = 1; };"]}
+
     @classmethod
     def setUpClass(cls):
-        cls.certs = h.certs()
-        cls.relay = h.Relay(cls.relay_cert, cls.relay_options, cls.relay_implicit)
-        cls.addClassCleanup(cls.relay.kill)
-        cls.relay.start()
-        cls.livery = AdminLivery(cls.relay, top=["workers = 2;", "limits = { tls_timeout = 1; };"])
-        cls.addClassCleanup(cls.livery.kill)
-        cls.livery.start()
+        super().setUpClass()
         h.wait_until(lambda: len(h.children(cls.livery.proc.pid)) == 2, "two workers")
 
     def scrape(self):
         status, body = http_get(self.livery.admin_port, "/metrics")
         self.assertEqual(status, 200, body)
         return parse_metrics(body), body
-
-    def deliver(self, sni="smtp.acme.test"):
-        c = self.starttls_session(sni)
-        self.assertReply(c.cmd("MAIL FROM:<ann@acme.test>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<bob@example.test>"), 250)
-        self.assertReply(c.cmd("DATA"), 354)
-        c.send(h.dot_stuff(h.SAMPLE_BODY) + b".\r\n")
-        self.assertReply(c.reply(), 250)
-        self.assertReply(c.cmd("QUIT"), 221)
-        c.read_eof()
 
     def failed_auth(self):
         c = self.starttls_session(auth=False)
@@ -327,15 +314,7 @@ class RelayFailureTest(h.ProxyTestCase):
     RFC 8460 name, and so is the session that ended on it."""
     relay_cert = "relay-untrusted"
 
-    @classmethod
-    def setUpClass(cls):
-        cls.certs = h.certs()
-        cls.relay = h.Relay(cls.relay_cert, cls.relay_options, cls.relay_implicit)
-        cls.addClassCleanup(cls.relay.kill)
-        cls.relay.start()
-        cls.livery = AdminLivery(cls.relay)
-        cls.addClassCleanup(cls.livery.kill)
-        cls.livery.start()
+    livery_class = AdminLivery
 
     def test_untrusted_relay_counted(self):
         c = self.starttls_session(auth=False)
@@ -354,15 +333,8 @@ class RelayFailureTest(h.ProxyTestCase):
 class TokenTest(h.ProxyTestCase):
     TOKEN = "s3cret-token"
 
-    @classmethod
-    def setUpClass(cls):
-        cls.certs = h.certs()
-        cls.relay = h.Relay(cls.relay_cert, cls.relay_options, cls.relay_implicit)
-        cls.addClassCleanup(cls.relay.kill)
-        cls.relay.start()
-        cls.livery = AdminLivery(cls.relay, top=['admin_token = "%s";' % cls.TOKEN])
-        cls.addClassCleanup(cls.livery.kill)
-        cls.livery.start()
+    livery_class = AdminLivery
+    livery_config = {"top": ['admin_token = "%s";' % TOKEN]}
 
     def test_token_required(self):
         port = self.livery.admin_port
@@ -383,15 +355,8 @@ class DrainTest(h.ProxyTestCase):
     """SIGTERM with a session open: the draining worker still answers, /readyz with 503; once
     the last worker exits, nothing accepts (a monitor reads that as not ready too)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.certs = h.certs()
-        cls.relay = h.Relay(cls.relay_cert, cls.relay_options, cls.relay_implicit)
-        cls.addClassCleanup(cls.relay.kill)
-        cls.relay.start()
-        cls.livery = AdminLivery(cls.relay, top=["workers = 1;"])
-        cls.addClassCleanup(cls.livery.kill)
-        cls.livery.start()
+    livery_class = AdminLivery
+    livery_config = {"top": ["workers = 1;"]}
 
     def test_readyz_503_while_draining(self):
         port = self.livery.admin_port

@@ -143,23 +143,13 @@ class TextFileRecordsTest(h.ProxyTestCase):
         cls.livery_config = {"top_extra": ['log_format = "text";', 'log_file = "%s";' % cls.path]}
         super().setUpClass()
 
-    def session(self, sender):
-        c = self.starttls_session()
-        self.assertReply(c.cmd("MAIL FROM:<%s>" % sender), 250)
-        self.assertReply(c.cmd("RCPT TO:<bob@example.test>"), 250)
-        self.assertReply(c.cmd("DATA"), 354)
-        c.send(h.dot_stuff(h.SAMPLE_BODY) + b".\r\n")
-        self.assertReply(c.reply(), 250)
-        self.assertReply(c.cmd("QUIT"), 221)
-        c.read_eof()
-
     def test_text_and_reopen(self):
-        self.session("first@acme.test")
+        self.deliver("first@acme.test")
         h.wait_until(lambda: "end=quit" in h.read_text(self.path), "the first session's record")
         os.rename(self.path, self.path + ".1")
         self.livery.proc.send_signal(signal.SIGUSR1)
         h.wait_until(lambda: os.path.exists(self.path), "log_file to be reopened")
-        self.session("second@acme.test")
+        self.deliver("second@acme.test")
         h.wait_until(lambda: "end=quit" in h.read_text(self.path), "the second session's record")
         old, new = h.read_text(self.path + ".1"), h.read_text(self.path)
         self.assertIn("sender=first@acme.test", old)
@@ -177,14 +167,7 @@ class NoRecordsTest(h.ProxyTestCase):
     livery_config = {"top_extra": ['log_format = "none";']}
 
     def test_no_records(self):
-        c = self.starttls_session()
-        self.assertReply(c.cmd("MAIL FROM:<quiet@acme.test>"), 250)
-        self.assertReply(c.cmd("RCPT TO:<bob@example.test>"), 250)
-        self.assertReply(c.cmd("DATA"), 354)
-        c.send(h.dot_stuff(h.SAMPLE_BODY) + b".\r\n")
-        self.assertReply(c.reply(), 250)
-        self.assertReply(c.cmd("QUIT"), 221)
-        c.read_eof()
+        self.deliver("quiet@acme.test")
         h.wait_until(lambda: "session from 127.0.0.1 ended" in self.livery.log(), "the session's end")
         self.assertEqual(h.records(self.livery.log()), [])
         self.assertNotIn("quiet@acme.test", self.livery.log())
