@@ -218,12 +218,7 @@ static enum session_cmd_result cmd_mail(struct session *s, const struct smtp_cmd
 		return SC_DONE;
 	}
 	session_tx_reset(s);
-	enum session_cmd_result res;
-	if (!session_need_upstream(s, &res, false))
-		return res;
-	session_msgrec_start(s, c->arg, c->arg_len);
-	session_relay_line(s, s->line, s->line_len, c->verb);
-	return SC_DONE;
+	return relay_cmd(s, c);
 }
 
 static enum session_cmd_result cmd_rcpt(struct session *s, const struct smtp_cmd *c)

@@ -168,8 +168,8 @@ bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool
 
 /* session_msg.c: message content and message records. */
 void session_tx_reset(struct session *s);
-/* A record for the transaction a relayed MAIL starts, with its sender. */
-void session_msgrec_start(struct session *s, const char *arg, size_t len);
+/* A record for the transaction a relayed MAIL line starts, with its sender. */
+void session_msgrec_start(struct session *s, const char *line, size_t len);
 struct session_msgrec *session_msgrec_ref(struct session_msgrec *r);
 void session_msgrec_unref(struct session *s, struct session_msgrec *r);
 /* Writes the record with a verdict: the relay's reply r, or livery's own (code, text). */

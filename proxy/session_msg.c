@@ -18,15 +18,17 @@
 /* The message may not be completed: the relay leg is cut in the middle of it (no final dot,
  * or a chunk short of its size), so the relay discards it. The client hears why at its end;
  * a later command that needs the relay gets 421. */
+static void reject_reason(const struct session *s, int *code, const char **text);
+
 static void halt_message(struct session *s)
 {
+	int code;
+	const char *why;
+
 	if (!s->up)
 		return;
-	log_warn("%s: message halted (%s); relay leg closed without completing it", s->id,
-	         s->tx.filter.long_line ? "line too long"
-	         : s->tx.filter.nul     ? "NUL octet"
-	         : s->tx.filter.bare    ? "bare CR or LF"
-	                                : "too big");
+	reject_reason(s, &code, &why);
+	log_warn("%s: message halted (%d %s); relay leg closed without completing it", s->id, code, why);
 	session_drop_upstream(s, false);
 	session_set(s, SF_LEG_FAILED, true);
 	session_set(s, SF_PAUSED_FOR_LEG, false);
@@ -40,21 +42,21 @@ void session_tx_reset(struct session *s)
 
 /* ---- message records ---- */
 
-/* The reverse-path of a MAIL argument ("FROM:<a@b> SIZE=1" gives "a@b"). */
-static char *mail_sender(const char *arg, size_t len)
+/* The reverse-path of a MAIL line ("MAIL FROM:<a@b> SIZE=1" gives "a@b"). */
+static char *mail_sender(const char *line, size_t len)
 {
-	const char *lt = memchr(arg, '<', len);
-	const char *gt = lt ? memchr(lt, '>', len - (size_t)(lt - arg)) : NULL;
+	const char *lt = memchr(line, '<', len);
+	const char *gt = lt ? memchr(lt, '>', len - (size_t)(lt - line)) : NULL;
 
 	return lt && gt ? xstrndup(lt + 1, (size_t)(gt - lt - 1)) : xstrdup("");
 }
 
-void session_msgrec_start(struct session *s, const char *arg, size_t len)
+void session_msgrec_start(struct session *s, const char *line, size_t len)
 {
 	struct session_msgrec *r = xcalloc(1, sizeof(*r));
 
 	r->refs = 1;
-	r->sender = mail_sender(arg, len);
+	r->sender = mail_sender(line, len);
 	session_msgrec_unref(s, s->tx.rec);
 	s->tx.rec = r;
 }

@@ -128,6 +128,8 @@ void session_send_line(struct session *s, const char *line, size_t len, unsigned
 
 void session_relay_line(struct session *s, const char *line, size_t len, unsigned verb)
 {
+	if (verb == SMTP_MAIL)
+		session_msgrec_start(s, line, len); /* a relayed MAIL starts the message's record */
 	session_send_line(s, line, len, 1);
 	session_expect_relay(s, verb, SP_RELAY);
 	if (verb == SMTP_MAIL || verb == SMTP_RCPT)
