@@ -414,24 +414,30 @@ const struct certstore_cert *certstore_cert(const struct certstore *cs, size_t i
 	return &cs->certs[i];
 }
 
-const struct certstore_cert *certstore_cert_for(const struct certstore *cs, const struct tenant_cfg *t,
-                                                const char *hostname)
+static const struct binding *find_binding(const struct certstore *cs, const struct tenant_cfg *t,
+                                          const char *hostname)
 {
 	for (size_t i = 0; i < cs->nbindings; i++) {
 		if (cs->bindings[i].tenant == t && strcmp(cs->bindings[i].hostname, hostname) == 0)
-			return cs->bindings[i].cert;
+			return &cs->bindings[i];
 	}
 	return NULL;
+}
+
+const struct certstore_cert *certstore_cert_for(const struct certstore *cs, const struct tenant_cfg *t,
+                                                const char *hostname)
+{
+	const struct binding *b = find_binding(cs, t, hostname);
+
+	return b ? b->cert : NULL;
 }
 
 const struct certstore_cert *certstore_rsa_for(const struct certstore *cs, const struct tenant_cfg *t,
                                                const char *hostname)
 {
-	for (size_t i = 0; i < cs->nbindings; i++) {
-		if (cs->bindings[i].tenant == t && strcmp(cs->bindings[i].hostname, hostname) == 0)
-			return cs->bindings[i].rsa;
-	}
-	return NULL;
+	const struct binding *b = find_binding(cs, t, hostname);
+
+	return b ? b->rsa : NULL;
 }
 
 bool certstore_cert_in_use(const struct certstore *cs, const struct certstore_cert *c)
