@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config libuv1-dev libwolfssl-dev libconfig-dev libjansson-dev libcmocka-dev
 	swaks libnet-ssleay-perl libio-socket-ssl-perl curl openssl python3 ca-certificates clang libclang-rt-14-dev procps
-	libsystemd-dev systemd groff-base man-db libmicrohttpd-dev prometheus)
+	libsystemd-dev systemd groff-base man-db libmicrohttpd-dev prometheus
+	libhiredis-dev libcrypt-dev redis-server haproxy pebble lego)
 
 missing=()
 for p in "${packages[@]}"; do
