@@ -3,6 +3,7 @@
  * new one. */
 #include "certstore.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,12 +43,12 @@ struct certstore {
 };
 
 /* certbot keeps keys 0600; a key others can read is worth a word at start-up. */
-static void warn_key_mode(const char *key)
+static void warn_key_mode(const char *what, const char *key)
 {
 	struct stat st;
 
 	if (stat(key, &st) == 0 && (st.st_mode & 077))
-		log_warn("private key %s is readable by group or others (mode %04o); chmod 600 it", key,
+		log_warn("%s %s is readable by group or others (mode %04o); chmod 600 it", what, key,
 		         (unsigned)(st.st_mode & 07777));
 }
 
@@ -66,7 +67,7 @@ static bool load_pair(struct certstore *cs, const char *cert, const char *key, c
 		tls_ctx_free(c.ctx);
 		return false;
 	}
-	warn_key_mode(key);
+	warn_key_mode("private key", key);
 	c.cert = xstrdup(cert);
 	c.key = xstrdup(key);
 	cs->certs = xrealloc(cs->certs, (cs->ncerts + 1) * sizeof(*cs->certs));
@@ -321,6 +322,61 @@ static bool load_clients(struct certstore *cs, char *err, size_t errlen)
 	return true;
 }
 
+/* A key file holds at most TICKETKEYS_MAX lines of base64 and some comments. */
+#define TICKET_KEY_FILE_MAX 8192
+
+/* Reads ticket_key_file (as root, in the master) into keys; false with the reason in why. */
+static bool read_ticket_keys(const char *path, struct ticketkeys *keys, char *why, size_t whylen)
+{
+	char buf[TICKET_KEY_FILE_MAX + 1], msg[256];
+	FILE *f = fopen(path, "re");
+	size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+	int line = 0;
+	bool ok = false;
+
+	if (!f || ferror(f))
+		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+	else if (n > TICKET_KEY_FILE_MAX)
+		snprintf(why, whylen, "%s: larger than %d bytes: not a key file", path, TICKET_KEY_FILE_MAX);
+	else if (!ticketkeys_parse(buf, n, keys, &line, msg, sizeof(msg)) && line > 0)
+		snprintf(why, whylen, "%s:%d: %s", path, line, msg);
+	else if (keys->n == 0)
+		snprintf(why, whylen, "%s: %s", path, msg);
+	else
+		ok = true;
+	if (f)
+		fclose(f);
+	explicit_bzero(buf, sizeof(buf));
+	if (ok)
+		warn_key_mode("ticket_key_file", path);
+	return ok;
+}
+
+/* Every server context derives its tickets' keys from ticket_key_file's, when there is one. */
+static bool load_ticket_keys(struct certstore *cs, char *err, size_t errlen)
+{
+	const struct config *cfg = cs->cfg;
+	struct ticketkeys keys;
+	char why[512];
+
+	if (!cfg->ticket_key_file)
+		return true;
+	if (!read_ticket_keys(cfg->ticket_key_file, &keys, why, sizeof(why))) {
+		snprintf(err, errlen, "%s:%d: ticket_key_file %s", cfg->ticket_key_file_src_file,
+		         cfg->ticket_key_file_line, why);
+		return false;
+	}
+	for (size_t i = 0; i < cs->ncerts; i++)
+		tls_ctx_set_ticket_keys(cs->certs[i].ctx, &keys);
+	for (size_t i = 0; i < cs->nbindings; i++) {
+		if (cs->bindings[i].own_ctx)
+			tls_ctx_set_ticket_keys(cs->bindings[i].own_ctx, &keys);
+	}
+	log_info("ticket_key_file %s: %u key%s", cfg->ticket_key_file, keys.n, keys.n == 1 ? "" : "s");
+	ticketkeys_wipe(&keys);
+	return true;
+}
+
 struct certstore *certstore_new(const struct config *cfg, char *err, size_t errlen)
 {
 	struct certstore *cs = xcalloc(1, sizeof(*cs));
@@ -329,7 +385,7 @@ struct certstore *certstore_new(const struct config *cfg, char *err, size_t errl
 	cs->verify = xcalloc(cfg->nregions, sizeof(tls_ctx *));
 	cs->noverify = xcalloc(cfg->nregions, sizeof(tls_ctx *));
 	if (!load_tenant_pairs(cs, err, errlen) || !load_dirs(cs, err, errlen) ||
-	    !bind_names(cs, err, errlen) || !load_clients(cs, err, errlen)) {
+	    !bind_names(cs, err, errlen) || !load_clients(cs, err, errlen) || !load_ticket_keys(cs, err, errlen)) {
 		certstore_free(cs);
 		return NULL;
 	}

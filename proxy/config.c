@@ -28,6 +28,7 @@ static const char *const top_keys[] = {
         "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits",
         "user",      "group",   "pid_file",          "log_format", "log_file", "admin_listen", "admin_token",
         "cert_dir", /* certificates by name: certbot's live/ layout or flat pairs */
+        "ticket_key_file", /* session-ticket keys shared by instances (issue 13) */
         NULL};
 static const char *const listener_keys[] = {
         "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth", NULL};
@@ -810,6 +811,27 @@ static bool parse_cert_dir(struct parse *p, const config_setting_t *root)
 	return get_opt_path(p, root, "cert_dir", &p->cfg->cert_dir);
 }
 
+/* ---- ticket_key_file: the session-ticket keys (certstore reads the file) ---- */
+
+static bool parse_ticket_key_file(struct parse *p, const config_setting_t *root)
+{
+	const config_setting_t *s = config_setting_get_member(root, "ticket_key_file");
+
+	if (!s)
+		return true;
+	p->cfg->ticket_key_file_src_file = source_file(p, s);
+	p->cfg->ticket_key_file_line = (int)config_setting_source_line(s);
+	return get_path(p, root, "ticket_key_file", NULL, &p->cfg->ticket_key_file);
+}
+
+static void free_ticket_key_file(struct config *cfg)
+{
+	free(cfg->ticket_key_file);
+	free(cfg->ticket_key_file_src_file);
+}
+
+/* ---- end of ticket_key_file ---- */
+
 const char *config_tenant_cert_dir(const struct config *cfg, const struct tenant_cfg *t)
 {
 	return t->cert_dir ? t->cert_dir : cfg->cert_dir;
@@ -839,7 +861,8 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "bare_line_endings"),
 		            "'bare_line_endings' must be \"reject\" or \"normalize\"");
-	return parse_records(p, root) && parse_admin(p, root) && parse_cert_dir(p, root) && parse_limits(p, lc) &&
+	return parse_records(p, root) && parse_admin(p, root) && parse_cert_dir(p, root) &&
+	       parse_ticket_key_file(p, root) && parse_limits(p, lc) &&
 	       parse_regions(p, lc) && parse_tenants(p, lc) && parse_listeners(p, lc);
 }
 
@@ -916,5 +939,6 @@ void config_free(struct config *cfg)
 	free(cfg->path);
 	free(cfg->cert_dir);
 	free(cfg->cert_dir_src_file);
+	free_ticket_key_file(cfg);
 	free(cfg);
 }

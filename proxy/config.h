@@ -122,6 +122,10 @@ struct config {
 	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
 	char *cert_dir_src_file;
 	int cert_dir_line;
+	/* Session-ticket keys shared with other instances (certstore reads them), or NULL. */
+	char *ticket_key_file;
+	char *ticket_key_file_src_file;
+	int ticket_key_file_line;
 };
 
 /* Returns NULL and writes "file:line: message" into err on any error. */

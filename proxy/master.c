@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -19,6 +21,7 @@
 #include "listener.h"
 #include "metrics.h"
 #include "records.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -61,6 +64,7 @@ struct master {
 	uv_loop_t loop;
 	uv_poll_t signals, readiness;
 	uv_timer_t respawn;
+	uv_timer_t tickets; /* makes the next day's session-ticket key (tls_tickets_rotate) */
 	int signal_fd;
 	int ready_pipe[2];
 	struct gen *gens; /* newest first */
@@ -662,6 +666,30 @@ int master_reload(struct master *m, const char *why)
 
 /* ---- start and end ---- */
 
+/* The process's own ticket keys (tls_tickets_rotate): tomorrow's is made during today, so
+ * checking hourly is plenty. */
+#define TICKET_ROTATION_MS (3600 * 1000)
+
+static void on_tickets(uv_timer_t *t)
+{
+	(void)t;
+	tls_tickets_rotate((long long)time(NULL));
+}
+
+/* Each session holds two descriptors (client and relay): the soft limit (1024 under systemd)
+ * would cap a worker at about 500 sessions, so it goes up to the hard limit, as nginx's
+ * worker_rlimit_nofile does. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("cannot raise the open files limit: %s", strerror(errno));
+}
+
 static bool write_pid_file(struct master *m, const char *path)
 {
 	char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
@@ -712,12 +740,17 @@ static int setup(struct master *m)
 		rc = uv_poll_start(&m->readiness, UV_READABLE, on_readiness);
 	if (rc == 0)
 		rc = uv_timer_init(&m->loop, &m->respawn);
+	if (rc == 0)
+		rc = uv_timer_init(&m->loop, &m->tickets);
+	if (rc == 0)
+		rc = uv_timer_start(&m->tickets, on_tickets, TICKET_ROTATION_MS, TICKET_ROTATION_MS);
 	if (rc != 0)
 		log_error("cannot set up the master: %s", uv_strerror(rc));
 	m->shm = iptable_shm_new();
 	m->unauth_shm = iptable_shm_new();
 	m->metrics = metrics_shm_new();
 	m->root = geteuid() == 0;
+	raise_nofile();
 	return rc;
 }
 

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include <pthread.h>
+#include <sys/mman.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -18,6 +20,8 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "names.h"
 #include "util.h"
@@ -55,6 +59,8 @@ struct tls_conn {
 };
 
 static bool resumption_bind(WOLFSSL_CTX *ctx);
+static void auto_keys_map(void);
+static void auto_keys_unmap(void);
 static void resumption_unbind(WOLFSSL_CTX *ctx);
 static void resumption_cleanup(void);
 static int rsa_fallback_index = -1; /* a context's ex_data slot for its RSA fallback */
@@ -62,12 +68,15 @@ static int rsa_fallback_index = -1; /* a context's ex_data slot for its RSA fall
 void tls_global_init(void)
 {
 	wolfSSL_Init();
+	auto_keys_map();
+	tls_tickets_rotate((long long)time(NULL));
 	rsa_fallback_index = wolfSSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
 void tls_global_cleanup(void)
 {
 	resumption_cleanup();
+	auto_keys_unmap();
 	wolfSSL_Cleanup();
 }
 
@@ -780,8 +789,9 @@ void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls
  * was made for. wolfSSL keeps one session-ID cache for the whole process and checks no
  * name or context on lookup, so a TLS 1.2 session made under one tenant would resume under
  * another, authenticated by the first tenant's certificate; and a ticket is good for every
- * name a context serves. So each server context gets its own ticket key, with the server
- * name in the ticket's authenticated data (TLS 1.2 tickets and TLS 1.3 alike), and the
+ * name a context serves. So each server context gets its own ticket keys (see "ticket keys"
+ * below), with the server name in the ticket's authenticated data (TLS 1.2 tickets and TLS
+ * 1.3 alike), and the
  * session IDs go to a cache of ours that is keyed by ID and answers only for the same
  * context and name. Any mismatch means a full handshake, never a failed one. */
 
@@ -799,7 +809,7 @@ struct server_session {
 	int der_len;
 };
 
-/* One ticket key per server context, found again by the registry at tls_ctx_free. It is
+/* Each server context's ticket state, found again by the registry at tls_ctx_free. It is
  * also the context's identity for stored sessions: unlike the context's address, it is
  * never reused, because tls_ctx_free only retires it (a connection still handshaking may
  * hold the context, which wolfSSL frees with its last user) and tls_global_cleanup frees it. */
@@ -807,8 +817,10 @@ struct ticket_key {
 	struct ticket_key *next;
 	const WOLFSSL_CTX *ctx; /* NULL once retired */
 	bool retired;           /* its context is gone: no tickets, no sessions */
-	unsigned char name[WOLFSSL_TICKET_NAME_SZ];
-	unsigned char key[CHACHA20_POLY1305_AEAD_KEYSIZE];
+	/* What the context's ticket keys are derived for: the SHA-256 of its certificate, the
+	 * same in every process that loads the same certificate. */
+	unsigned char ident[WC_SHA256_DIGEST_SIZE];
+	struct ticketkeys file; /* ticket_key_file's keys; none: the process's daily keys */
 };
 
 /* Worker threads share the contexts, and so these. */
@@ -920,41 +932,203 @@ static size_t ticket_aad(unsigned char *aad, const unsigned char *key_name, cons
 	return k + n;
 }
 
+/* ---- ticket keys ----
+ *
+ * A context's ticket keys are derived (HKDF-SHA256) from master keys and the context's
+ * identity (its certificate's hash): the key name (16 octets, sent in the clear in each
+ * ticket) and the ChaCha20-Poly1305 key (32). So two contexts never share a key, and two
+ * instances that load the same certificate and the same master keys derive the same ones:
+ * a ticket made by one resumes on the other. The name also tells which master key made a
+ * ticket, so a previous key is found without trying each.
+ *
+ * The master keys are ticket_key_file's when the configuration has one (read by the master
+ * as root, re-read on reload: rotating is replacing the file and reloading; the first key
+ * encrypts, all of them decrypt). Without it, each livery process makes its own, one per
+ * UTC day: every worker of every generation shares them, so a client resumes on any worker
+ * and across reloads, and a key is erased two days after its day.
+ *
+ * Rotating those daily keys across workers that are already forked needs either shared
+ * memory the master writes or a derivation from one secret and the date. A derivation would
+ * keep that one secret for the process's whole life: whoever reads a worker's memory once
+ * could open every ticket made before and after. So the master writes random keys into
+ * shared memory mapped before any fork: slot (day % 4) holds day's key, tagged with the day.
+ * A worker reads today's and yesterday's slots (checking each tag), and the master writes
+ * the slot for tomorrow (erasing the key of three days ago) during today, at start and
+ * hourly (tls_tickets_rotate): no slot is ever written on a day a worker reads it, so the
+ * readers need no lock. */
+
+#define AUTO_SLOTS 4
+#define AUTO_KEY_SZ 32
+#define DAY_SECONDS 86400
+
+struct auto_key {
+	long long day; /* the UTC day (Unix time / 86400) the key is for; 0: none */
+	unsigned char key[AUTO_KEY_SZ];
+};
+
+static struct auto_key *auto_keys; /* AUTO_SLOTS, shared by the master and its workers */
+
+static void auto_keys_map(void)
+{
+	void *p = mmap(NULL, AUTO_SLOTS * sizeof(struct auto_key), PROT_READ | PROT_WRITE,
+	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	auto_keys = p == MAP_FAILED ? NULL : p; /* without it: no tickets, full handshakes */
+}
+
+static void auto_keys_unmap(void)
+{
+	if (!auto_keys)
+		return;
+	explicit_bzero(auto_keys, AUTO_SLOTS * sizeof(struct auto_key));
+	munmap(auto_keys, AUTO_SLOTS * sizeof(struct auto_key));
+	auto_keys = NULL;
+}
+
+void tls_tickets_rotate(long long now)
+{
+	long long today = now / DAY_SECONDS;
+
+	for (long long day = today - 1; auto_keys && day <= today + 1; day++) {
+		struct auto_key *k = &auto_keys[day % AUTO_SLOTS];
+		if (k->day == day)
+			continue;
+		if (wolfSSL_RAND_bytes(k->key, sizeof(k->key)) != WOLFSSL_SUCCESS) {
+			explicit_bzero(k, sizeof(*k));
+			continue;
+		}
+		k->day = day;
+	}
+}
+
+/* Today's key, then yesterday's (those that are there). */
+static void auto_keys_get(struct ticketkeys *out)
+{
+	long long today = (long long)time(NULL) / DAY_SECONDS;
+
+	out->n = 0;
+	for (long long day = today; auto_keys && day >= today - 1; day--) {
+		const struct auto_key *k = &auto_keys[day % AUTO_SLOTS];
+		if (k->day != day)
+			continue;
+		memcpy(out->key[out->n].octets, k->key, AUTO_KEY_SZ);
+		out->key[out->n++].len = AUTO_KEY_SZ;
+	}
+}
+
+/* The master keys for the context of k and its identity; false once it is retired. */
+static bool master_keys(const struct ticket_key *k, struct ticketkeys *keys, unsigned char *ident)
+{
+	bool ok;
+
+	pthread_mutex_lock(&resume_lock); /* tls_ctx_free may be retiring it */
+	ok = !k->retired;
+	if (ok && k->file.n > 0)
+		*keys = k->file;
+	memcpy(ident, k->ident, sizeof(k->ident));
+	pthread_mutex_unlock(&resume_lock);
+	if (ok && k->file.n == 0)
+		auto_keys_get(keys);
+	return ok && keys->n > 0;
+}
+
+/* The key name and the AEAD key that master key m gives the context ident. */
+static bool derive(const struct ticketkeys *keys, unsigned i, const unsigned char *ident,
+                   unsigned char name[WOLFSSL_TICKET_NAME_SZ], unsigned char key[CHACHA20_POLY1305_AEAD_KEYSIZE])
+{
+	static const char salt[] = "livery session ticket keys v1";
+	unsigned char out[WOLFSSL_TICKET_NAME_SZ + CHACHA20_POLY1305_AEAD_KEYSIZE];
+	int rc = wc_HKDF(WC_SHA256, keys->key[i].octets, (word32)keys->key[i].len, (const byte *)salt,
+	                 sizeof(salt) - 1, ident, WC_SHA256_DIGEST_SIZE, out, sizeof(out));
+
+	memcpy(name, out, WOLFSSL_TICKET_NAME_SZ);
+	memcpy(key, out + WOLFSSL_TICKET_NAME_SZ, CHACHA20_POLY1305_AEAD_KEYSIZE);
+	explicit_bzero(out, sizeof(out));
+	return rc == 0;
+}
+
+/* Seals (enc) or opens the ticket in place under key, bound to the server name. */
+static bool ticket_crypt(WOLFSSL *ssl, const unsigned char *key, const unsigned char *key_name,
+                         const unsigned char *iv, unsigned char *mac, int enc, unsigned char *ticket, int len)
+{
+	unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2 + 256];
+	size_t aad_len = ticket_aad(aad, key_name, iv, len, server_name_of(ssl));
+
+	if (enc)
+		return wc_ChaCha20Poly1305_Encrypt(key, iv, aad, (word32)aad_len, ticket, (word32)len, ticket,
+		                                   mac) == 0;
+	return wc_ChaCha20Poly1305_Decrypt(key, iv, aad, (word32)aad_len, ticket, (word32)len, mac, ticket) == 0;
+}
+
+/* Opens a ticket with the master key whose derived name it carries. One made under a
+ * previous key is accepted, and renewal asked for: CREATE for TLS 1.2 (wolfSSL 5.5.4 then
+ * resumes, but sends no new ticket in the abbreviated handshake: such a client gets its next
+ * ticket from the full handshake once the old key has left the file). TLS 1.3 gets OK: a
+ * TLS 1.3 server sends a new ticket after every handshake anyway, and wolfSSL 5.5.4 would
+ * not resume a TLS 1.3 ticket the callback answers CREATE for. */
+static int ticket_open(WOLFSSL *ssl, const struct ticketkeys *keys, const unsigned char *ident,
+                       const unsigned char *key_name, const unsigned char *iv, unsigned char *mac,
+                       unsigned char *ticket, int len)
+{
+	unsigned char name[WOLFSSL_TICKET_NAME_SZ], key[CHACHA20_POLY1305_AEAD_KEYSIZE];
+	int rc = WOLFSSL_TICKET_RET_REJECT;
+
+	for (unsigned i = 0; i < keys->n; i++) {
+		if (!derive(keys, i, ident, name, key) || memcmp(name, key_name, sizeof(name)) != 0)
+			continue;
+		if (ticket_crypt(ssl, key, key_name, iv, mac, 0, ticket, len))
+			rc = i == 0 || wolfSSL_version(ssl) == TLS1_3_VERSION ? WOLFSSL_TICKET_RET_OK
+			                                                      : WOLFSSL_TICKET_RET_CREATE;
+		break;
+	}
+	explicit_bzero(key, sizeof(key));
+	return rc;
+}
+
 /* Seals (enc) or opens a ticket in place with ChaCha20-Poly1305 under the context's key. A
- * ticket of another context or name fails to open: REJECT, and the handshake goes full. */
+ * ticket of another context, name or key file fails to open: REJECT, and the handshake goes
+ * full. */
 static int ticket_cb(WOLFSSL *ssl, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ],
                      unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
                      int enc, unsigned char *ticket, int len, int *out_len, void *arg)
 {
-	struct ticket_key key;
-	const struct ticket_key *k = &key;
-	unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2 + 256];
-	int rc;
+	struct ticketkeys keys;
+	unsigned char ident[WC_SHA256_DIGEST_SIZE], key[CHACHA20_POLY1305_AEAD_KEYSIZE];
+	int rc = WOLFSSL_TICKET_RET_REJECT;
 
-	pthread_mutex_lock(&resume_lock); /* tls_ctx_free may be retiring it */
-	key = *(const struct ticket_key *)arg;
-	pthread_mutex_unlock(&resume_lock);
-	if (key.retired)
-		return WOLFSSL_TICKET_RET_REJECT;
-	if (enc) {
-		memcpy(key_name, k->name, WOLFSSL_TICKET_NAME_SZ);
-		if (wolfSSL_RAND_bytes(iv, WOLFSSL_TICKET_IV_SZ) != WOLFSSL_SUCCESS)
-			return WOLFSSL_TICKET_RET_REJECT;
-	} else if (memcmp(key_name, k->name, WOLFSSL_TICKET_NAME_SZ) != 0) {
-		return WOLFSSL_TICKET_RET_REJECT;
+	if (!master_keys(arg, &keys, ident))
+		return rc;
+	if (!enc)
+		rc = ticket_open(ssl, &keys, ident, key_name, iv, mac, ticket, len);
+	else if (derive(&keys, 0, ident, key_name, key) &&
+	         wolfSSL_RAND_bytes(iv, WOLFSSL_TICKET_IV_SZ) == WOLFSSL_SUCCESS &&
+	         ticket_crypt(ssl, key, key_name, iv, mac, 1, ticket, len))
+		rc = WOLFSSL_TICKET_RET_OK;
+	explicit_bzero(key, sizeof(key));
+	ticketkeys_wipe(&keys);
+	if (rc != WOLFSSL_TICKET_RET_REJECT)
+		*out_len = len;
+	return rc;
+}
+
+/* The SHA-256 of the context's certificate. */
+static bool ctx_ident(WOLFSSL_CTX *ctx, unsigned char *ident)
+{
+	WOLFSSL_X509 *x = wolfSSL_CTX_get0_certificate(ctx); /* owned by ctx */
+	int len = 0;
+	const unsigned char *der = x ? wolfSSL_X509_get_der(x, &len) : NULL;
+
+	return der && len > 0 && wc_Sha256Hash(der, (word32)len, ident) == 0;
+}
+
+void tls_ctx_set_ticket_keys(tls_ctx *ctx, const struct ticketkeys *keys)
+{
+	pthread_mutex_lock(&resume_lock);
+	for (struct ticket_key *k = ticket_keys; k; k = k->next) {
+		if (k->ctx == ctx)
+			k->file = *keys;
 	}
-	size_t aad_len = ticket_aad(aad, k->name, iv, len, server_name_of(ssl));
-	if (enc)
-		rc = wc_ChaCha20Poly1305_Encrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len,
-		                                 ticket, mac);
-	else
-		rc = wc_ChaCha20Poly1305_Decrypt(k->key, iv, aad, (word32)aad_len, ticket, (word32)len, mac,
-		                                 ticket);
-	explicit_bzero(&key, sizeof(key));
-	if (rc != 0)
-		return WOLFSSL_TICKET_RET_REJECT;
-	*out_len = len;
-	return WOLFSSL_TICKET_RET_OK;
+	pthread_mutex_unlock(&resume_lock);
 }
 
 static bool resumption_bind(WOLFSSL_CTX *ctx)
@@ -962,9 +1136,7 @@ static bool resumption_bind(WOLFSSL_CTX *ctx)
 	struct ticket_key *k = xcalloc(1, sizeof(*k));
 
 	k->ctx = ctx;
-	if (wolfSSL_RAND_bytes(k->name, sizeof(k->name)) != WOLFSSL_SUCCESS ||
-	    wolfSSL_RAND_bytes(k->key, sizeof(k->key)) != WOLFSSL_SUCCESS ||
-	    wolfSSL_CTX_set_TicketEncCb(ctx, ticket_cb) != WOLFSSL_SUCCESS ||
+	if (!ctx_ident(ctx, k->ident) || wolfSSL_CTX_set_TicketEncCb(ctx, ticket_cb) != WOLFSSL_SUCCESS ||
 	    wolfSSL_CTX_set_TicketEncCtx(ctx, k) != WOLFSSL_SUCCESS) {
 		free(k);
 		return false;
@@ -988,8 +1160,7 @@ static void resumption_unbind(WOLFSSL_CTX *ctx)
 	while (k && k->ctx != ctx)
 		k = k->next;
 	if (k) {
-		explicit_bzero(k->name, sizeof(k->name));
-		explicit_bzero(k->key, sizeof(k->key));
+		ticketkeys_wipe(&k->file);
 		k->retired = true;
 		k->ctx = NULL;
 	}

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "iobuf.h"
+#include "ticketkeys.h"
 #include "tls_peek.h" /* tls_peek_sni, which picks the context a server connection gets */
 
 typedef struct WOLFSSL_CTX tls_ctx;
@@ -32,6 +33,13 @@ void tls_thread_cleanup(void);
 tls_ctx *tls_server_ctx_new(const char *cert, const char *key, bool *key_at_fault, char *err, size_t errlen);
 /* A client context: verify=true checks the chain against ca_file (required then). */
 tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, size_t errlen);
+/* Session tickets of the server context ctx: derived from keys (ticket_key_file's, the first
+ * encrypting), instead of the process's own daily keys. Set before ctx serves anyone. */
+void tls_ctx_set_ticket_keys(tls_ctx *ctx, const struct ticketkeys *keys);
+/* The process's own ticket keys (for contexts without a key file), one per UTC day, shared
+ * with the workers forked after tls_global_init: makes the keys of yesterday, today and
+ * tomorrow that are missing. tls_global_init calls it; the master then at least hourly. */
+void tls_tickets_rotate(long long now);
 void tls_ctx_free(tls_ctx *ctx);
 
 /* What a certificate (the first in a PEM file) says about itself. */
