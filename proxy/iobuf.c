@@ -1,4 +1,5 @@
-/* iobuf: a growable byte buffer with a read offset; compacts lazily so consuming is O(1). */
+/* iobuf: a growable byte buffer with a read offset; compacts lazily so consuming is O(1), and holds no
+ * memory while empty. */
 #include "iobuf.h"
 
 #include <stdlib.h>
@@ -61,9 +62,14 @@ void iobuf_consume(struct iobuf *b, size_t n)
 	b->off += n;
 }
 
+/* An empty buffer gives its storage back, as OpenSSL's SSL_MODE_RELEASE_BUFFERS does: a
+ * session holds half a dozen of these (ciphertext in and out on both legs, plaintext to seal,
+ * command lines), and an idle one has nothing in any of them. Keeping the capacity would hold
+ * 1 to 16 KiB each for the session's whole life; a malloc and a free per event cost far less
+ * than the handshake or the system calls the same event makes. */
 void iobuf_clear(struct iobuf *b)
 {
-	b->off = b->len = 0;
+	iobuf_free(b);
 }
 
 size_t iobuf_line_len(const struct iobuf *b)

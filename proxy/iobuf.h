@@ -17,6 +17,7 @@ void iobuf_free(struct iobuf *b);
 void iobuf_append(struct iobuf *b, const void *data, size_t n);
 size_t iobuf_avail(const struct iobuf *b);
 const char *iobuf_peek(const struct iobuf *b);
+/* Consuming everything, or clearing, frees the storage: an empty iobuf holds no memory. */
 void iobuf_consume(struct iobuf *b, size_t n);
 void iobuf_clear(struct iobuf *b);
 /* Length of the first line including its LF, or 0 when no complete line is buffered. */

@@ -618,7 +618,15 @@ enum tls_status tls_conn_handshake(struct tls_conn *c)
 {
 	int ret = wolfSSL_is_server(c->ssl) ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
 
-	return ret == WOLFSSL_SUCCESS ? TLS_OK : status_of(c, ret);
+	if (ret != WOLFSSL_SUCCESS)
+		return status_of(c, ret);
+	/* The handshake's secrets and randoms (3.4 KiB): wolfSSL frees them itself after a TLS
+	 * 1.2 handshake, but keeps them for TLS 1.3 in builds with post-handshake
+	 * authentication (Debian's), which livery never uses. The resumption secret is already
+	 * in the session, and wolfSSL takes post-handshake messages (tickets, key updates)
+	 * without them. */
+	wolfSSL_FreeArrays(c->ssl);
+	return TLS_OK;
 }
 
 enum tls_status tls_conn_read(struct tls_conn *c, char *buf, size_t cap, size_t *n)

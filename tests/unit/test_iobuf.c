@@ -48,10 +48,13 @@ static void test_append_consume(void **state)
 	assert_contents(&b, "world!\0z", 8);
 	iobuf_consume(&b, 100);
 	assert_int_equal(iobuf_avail(&b), 0);
+	assert_null(b.data); /* an empty buffer holds no memory (idle sessions) */
+	assert_int_equal(b.cap, 0);
 	iobuf_append(&b, "again", 5);
 	assert_contents(&b, "again", 5);
 	iobuf_clear(&b);
 	assert_int_equal(iobuf_avail(&b), 0);
+	assert_null(b.data);
 	iobuf_free(&b);
 }
 
