@@ -30,6 +30,21 @@ OPT_FLAGS=(--enable-sp --enable-sp-asm --enable-intelasm)
 # measurement of idle sessions: 116 -> 161 KiB RSS, past the 160 KiB target); 1024 adds
 # about 1.5 KB.
 OPT_DEFINES=(-DWOLFSSL_GETRANDOM -DWOLFSSL_MAX_SUITE_SZ=1024)
+# Features the distro flags turn on that cost every connection memory for as long as it lives,
+# and that livery never uses (measured per TLS object, idle after the handshake, with
+# bench/tlsmem.c):
+# - SESSION_CERTS keeps the peer's chain in each connection's WOLFSSL_SESSION as static arrays,
+#   MAX_CHAIN_DEPTH (9) x 2 KiB, twice with WOLFSSL_ALT_CERT_CHAINS: 36.6 KiB per connection,
+#   client leg and relay leg alike (livery never asks for the peer's chain);
+# - WOLFSSL_POST_HANDSHAKE_AUTH (TLS 1.3 client certificates requested after the handshake,
+#   which livery neither asks for nor offers) makes wolfSSL keep a TLS 1.3 connection's
+#   handshake hashes and handshake arrays, and a client's random generator, after the handshake:
+#   ~6 KiB on the client leg, ~10 KiB on the relay leg.
+# configure adds them through its compile flags (AM_CFLAGS), which come before CFLAGS on the
+# compiler's command line, so -U in CFLAGS wins; the same lines leave the installed options.h.
+# (KEEP_PEER_CERT, the relay's certificate decoded with its public key, ~18 KiB per relay leg,
+# cannot go this way: settings.h turns it back on for OPENSSL_EXTRA, which livery needs.)
+OPT_UNDEFINES=(SESSION_CERTS WOLFSSL_POST_HANDSHAKE_AUTH)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX="$ROOT/build/wolfssl-opt"
 FORCE=0
@@ -132,8 +147,8 @@ main() {
 	# The stamp names the version and every flag; the Debian flags are those of the source,
 	# known once fetched, so a cache hit is checked against the stamp's own record of them.
 	if [ "$FORCE" = 0 ] && [ -f "$PREFIX/lib/libwolfssl.a" ] && [ -f "$STAMP" ] &&
-		grep -qxF "version=$version" "$STAMP" && grep -qxF "opt=${OPT_FLAGS[*]} ${OPT_DEFINES[*]}" "$STAMP"; then
-		log "up to date: $PREFIX (wolfssl $version, ${OPT_FLAGS[*]} ${OPT_DEFINES[*]})"
+		grep -qxF "version=$version" "$STAMP" && grep -qxF "opt=${OPT_FLAGS[*]} ${OPT_DEFINES[*]} ${OPT_UNDEFINES[*]/#/-U}" "$STAMP"; then
+		log "up to date: $PREFIX (wolfssl $version, ${OPT_FLAGS[*]} ${OPT_DEFINES[*]} ${OPT_UNDEFINES[*]/#/-U})"
 		echo "$PREFIX"
 		return
 	fi
@@ -153,6 +168,9 @@ main() {
 		cd "$work"
 		eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
 		export CPPFLAGS="${CPPFLAGS:-} ${OPT_DEFINES[*]}"
+		local u
+		for u in "${OPT_UNDEFINES[@]}"; do CFLAGS="${CFLAGS:-} -U$u"; done
+		export CFLAGS
 		[ -x configure ] || ./autogen.sh >&2
 		# shellcheck disable=SC2086 # the Debian flags are a word list
 		./configure --prefix="$PREFIX" --libdir="$PREFIX/lib" $deb_flags "${OPT_FLAGS[@]}" \
@@ -164,10 +182,13 @@ main() {
 		# A distro build does not install options.h; Debian's libwolfssl-dev.install copies it
 		# from the build tree, and so do we.
 		install -m 644 wolfssl/options.h "$PREFIX/include/wolfssl/options.h"
+		for u in "${OPT_UNDEFINES[@]}"; do
+			sed -i "/^#undef  *$u\$/d; /^#define  *$u\$/d" "$PREFIX/include/wolfssl/options.h"
+		done
 	)
 	# Only the static library: nothing may pick the shared one up by accident.
 	rm -f "$PREFIX"/lib/libwolfssl.so* "$PREFIX"/lib/libwolfssl.la
-	printf 'version=%s\ndebian=%s\nopt=%s\n' "$version" "$deb_flags" "${OPT_FLAGS[*]} ${OPT_DEFINES[*]}" >"$STAMP"
+	printf 'version=%s\ndebian=%s\nopt=%s\n' "$version" "$deb_flags" "${OPT_FLAGS[*]} ${OPT_DEFINES[*]} ${OPT_UNDEFINES[*]/#/-U}" >"$STAMP"
 	rm -rf "$work"
 	log "built wolfssl $version into $PREFIX"
 	echo "$PREFIX"

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
 #include "benchutil.h"
 #include "iobuf.h"
 #include "tls.h"
@@ -25,7 +28,10 @@ struct pair {
 static struct {
 	const char *cert, *key, *ca, *name;
 	int n;
+	bool resume; /* the relay legs resume the first one's session, as livery's do */
 } opt = {.n = 200};
+
+static tls_session *resume_from; /* the first relay leg's session, with --resume */
 
 static size_t heap_in_use(void)
 {
@@ -85,13 +91,17 @@ static void pair_open(struct pair *p, tls_ctx *sctx, tls_ctx *cctx)
 	iobuf_init(&p->client.in);
 	p->client.conn = tls_conn_new(cctx, &p->client.in, pair_send_to_server, p);
 	tls_conn_set_client_names(p->client.conn, opt.name, opt.name);
-	tls_conn_set_session(p->client.conn, NULL);
+	tls_conn_set_session(p->client.conn, resume_from);
 	/* The server object is made once the ClientHello is there, as livery makes it. */
 	tls_conn_handshake(p->client.conn);
 	p->server.conn = tls_conn_new(sctx, &p->server.in, pair_send_to_client, p);
 	tls_conn_set_server_name(p->server.conn, opt.name);
 	if (!handshake(p) || !converse(p))
 		bu_die("handshake failed: %s / %s", tls_conn_error(p->client.conn), tls_conn_error(p->server.conn));
+	if (opt.resume && !resume_from)
+		resume_from = tls_conn_get_session(p->client.conn);
+	else if (opt.resume && !tls_conn_resumed(p->client.conn))
+		bu_die("the relay leg did not resume");
 	/* livery's buffers are its own to count (bench/run's RSS has them): only wolfSSL's here. */
 	iobuf_free(&p->server.in);
 	iobuf_free(&p->client.in);
@@ -99,14 +109,16 @@ static void pair_open(struct pair *p, tls_ctx *sctx, tls_ctx *cctx)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: livery-tlsmem --cert PEM --key KEY --ca CA --name HOST [-n N]\n"
-	           "Heap (mallinfo2) per idle TLS object of each leg, over N in-memory sessions.\n");
+	fprintf(f, "usage: livery-tlsmem --cert PEM --key KEY --ca CA --name HOST [-n N] [--resume]\n"
+	           "Heap (mallinfo2) per idle TLS object of each leg, over N in-memory sessions;\n"
+	           "--resume: the relay legs resume a session (livery's default), else full handshakes.\n");
 }
 
 static void parse_args(int argc, char **argv)
 {
 	static const struct option lo[] = {{"cert", 1, 0, 'c'}, {"key", 1, 0, 'k'}, {"ca", 1, 0, 'a'},
-	                                   {"name", 1, 0, 'N'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+	                                   {"name", 1, 0, 'N'}, {"resume", 0, 0, 'r'}, {"help", 0, 0, 'h'},
+	                                   {0, 0, 0, 0}};
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
@@ -116,6 +128,7 @@ static void parse_args(int argc, char **argv)
 		case 'a': opt.ca = optarg; break;
 		case 'N': opt.name = optarg; break;
 		case 'n': opt.n = atoi(optarg); break;
+		case 'r': opt.resume = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -156,6 +169,8 @@ int main(int argc, char **argv)
 	tls_conn_free(pairs[0].server.conn);
 	tls_conn_free(pairs[0].client.conn);
 	free(pairs);
+	if (resume_from)
+		wolfSSL_SESSION_free(resume_from);
 	tls_ctx_free(sctx);
 	tls_ctx_free(cctx);
 	tls_global_cleanup();
