@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -975,6 +976,7 @@ struct auto_key {
 };
 
 static struct auto_key *auto_keys; /* AUTO_SLOTS, shared by the master and its workers */
+static pid_t auto_keys_owner;      /* the process that mapped them (the master) */
 
 static void auto_keys_map(void)
 {
@@ -982,13 +984,17 @@ static void auto_keys_map(void)
 	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	auto_keys = p == MAP_FAILED ? NULL : p; /* without it: no tickets, full handshakes */
+	auto_keys_owner = getpid();
 }
 
 static void auto_keys_unmap(void)
 {
 	if (!auto_keys)
 		return;
-	explicit_bzero(auto_keys, AUTO_SLOTS * sizeof(struct auto_key));
+	/* Only their maker erases them: a worker that cleans up must not take the keys from
+	 * the workers still serving. */
+	if (getpid() == auto_keys_owner)
+		explicit_bzero(auto_keys, AUTO_SLOTS * sizeof(struct auto_key));
 	munmap(auto_keys, AUTO_SLOTS * sizeof(struct auto_key));
 	auto_keys = NULL;
 }
