@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "log.h"
+#include "quota_key.h"
 #include "smtp_proto.h"
 
 #define CONFIG_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
@@ -56,6 +57,8 @@ struct tenant_cfg {
 	/* The tenant in cfg->tenants: itself, also in the per-name copies certstore makes of it
 	 * (so per-tenant tables can index by origin - cfg->tenants). */
 	const struct tenant_cfg *origin;
+	/* Sending limits (the tenant's limits group): per hour, by scope and kind; 0: none. */
+	unsigned per_hour[QUOTA_NSCOPES][QUOTA_NKINDS];
 };
 
 struct listener_cfg {
@@ -83,6 +86,15 @@ struct limits_cfg {
 	unsigned relay_data_timeout_ms;
 	unsigned tls_timeout_ms;
 	unsigned shutdown_timeout_ms;
+};
+
+/* Where the sending limits' counters live (limits.backend) and what a check does when they
+ * cannot answer (limits.redis_failure). */
+struct sending_cfg {
+	bool redis;           /* false: the in-process counters, per instance */
+	struct quota_url url; /* with redis: url.host is an address (a name is resolved at load) */
+	bool fail_closed;     /* no answer: refuse with 451 4.3.0 (else accept) */
+	unsigned timeout_ms;  /* a check unanswered this long counts as no answer */
 };
 
 enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT, CONFIG_LOG_NONE };
@@ -119,6 +131,7 @@ struct config {
 	struct tenant_cfg *tenants;
 	size_t ntenants;
 	struct limits_cfg limits;
+	struct sending_cfg sending;
 	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
 	char *cert_dir_src_file;
 	int cert_dir_line;

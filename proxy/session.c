@@ -60,6 +60,8 @@ static bool wait_over(const struct session *s)
 		return !s->up || upstream_is_ready(s->up);
 	case SESSION_WAIT_REPLIES:
 		return !session_relay_owed(s);
+	case SESSION_WAIT_LIMIT:
+		return s->limit.state == SL_ANSWERED;
 	}
 	abort(); /* broken invariant: an unknown wait */
 }
@@ -497,6 +499,7 @@ static void session_free(struct session *s)
 		s->next->prev = s->prev;
 	srv->nsessions--;
 	metrics_closed(srv->metrics, s->lcfg);
+	session_limit_cancel(s);
 	session_free_pending(s);
 	iobuf_free(&s->in);
 	iobuf_free(&s->fwd);

@@ -12,6 +12,7 @@
 #include "names.h"
 #include "server.h"
 #include "smtp_proto.h"
+#include "quota.h"
 #include "upstream.h"
 
 /* Unprocessed client input above this pauses reading from the client. */
@@ -30,6 +31,19 @@ enum session_state { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DAT
 enum session_wait {
 	SESSION_WAIT_LEG,     /* the relay leg set up (or failed): its capabilities decide */
 	SESSION_WAIT_REPLIES, /* every relay reply owed: the reply to the group's last command */
+	SESSION_WAIT_LIMIT,   /* the sending-limit check of the held MAIL or RCPT answered */
+};
+
+/* The sending-limit check of the held MAIL or RCPT (session_limit.c): none, under way, or
+ * answered (the command runs again and takes the answer). */
+enum session_limit_state { SL_NONE, SL_CHECKING, SL_ANSWERED };
+
+struct session_limit {
+	enum session_limit_state state;
+	struct quota_op *op;                  /* SL_CHECKING */
+	enum quota_result result;             /* SL_ANSWERED */
+	size_t limit;                         /* QUOTA_OVER: the index in quota_limit_names */
+	size_t limits[QUOTA_NSCOPES];         /* the index of each key checked */
 };
 
 /* The reply after the final dot of DATA, or after BDAT LAST: it ends a message. */
@@ -64,6 +78,7 @@ struct session_msgrec {
 	bool content;     /* content went to the relay */
 	bool written;
 	uint64_t dot_at; /* uv_hrtime() when the end of data went to the relay, for metrics */
+	const char *limit; /* the sending limit that refused it or a recipient (records' "limit") */
 };
 
 struct session_pending {
@@ -117,6 +132,7 @@ struct session {
 	char *line;
 	size_t line_len;
 	struct session_tx tx;
+	struct session_limit limit;
 	struct iobuf fwd; /* filtered content on its way to the relay */
 	unsigned messages;
 	unsigned auth_failures;
@@ -166,7 +182,17 @@ bool session_input_command(struct session *s);
 bool session_input_auth(struct session *s);
 bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool is_auth);
 
+/* session_limit.c: the sending limits, at MAIL (kind QUOTA_MESSAGES) and RCPT (recipients).
+ * True when the held command may go on (within the limits, or none apply); false after
+ * session_wait (*res SC_WAIT) while the counters are asked, or once refused (*res SC_DONE,
+ * the 451 queued, recorded and counted). */
+bool session_limit_pass(struct session *s, enum quota_kind kind, enum session_cmd_result *res);
+/* The session is going away: an answer under way must not reach it. */
+void session_limit_cancel(struct session *s);
+
 /* session_msg.c: message content and message records. */
+/* A record for a message whose MAIL line is line, attached to nothing. */
+struct session_msgrec *session_msgrec_new(const char *line, size_t len);
 void session_tx_reset(struct session *s);
 /* A record for the transaction a relayed MAIL line starts, with its sender. */
 void session_msgrec_start(struct session *s, const char *line, size_t len);
