@@ -30,6 +30,7 @@ struct quota {
 	struct quota_op *done, **done_tail;
 	uv_timer_t defer;
 	unsigned unreported; /* checks without an answer since the last report */
+	bool failing;        /* checks went unanswered since the last answer */
 	bool closing;
 };
 
@@ -73,8 +74,15 @@ static void finish(struct quota_op *op, enum quota_result r, size_t over, const 
 
 	op->result = r;
 	op->over = over;
-	if (r == QUOTA_UNAVAILABLE && !op->cancelled && !q->closing)
+	if (r == QUOTA_UNAVAILABLE && !q->closing) {
+		q->failing = true;
 		report(q, why);
+	} else if (r != QUOTA_UNAVAILABLE && q->failing) {
+		q->failing = false;
+		log_info("sending limits: the counters answer again (%u check%s without an answer not yet reported)",
+		         q->unreported, q->unreported == 1 ? "" : "s");
+		q->unreported = 0;
+	}
 	if (q->closing) { /* quota_close: nobody waits any more */
 		free(op);
 		return;

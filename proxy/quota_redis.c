@@ -48,6 +48,7 @@ struct quota_redis {
 	struct req *head, *tail;
 	char why[512]; /* why the last connection went */
 	int open_handles;
+	bool connected_once;
 	bool closing;
 };
 
@@ -132,7 +133,12 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (ac != r->ac)
 		return;
 	if (status == REDIS_OK) {
-		log_info("sending limits: connected to Redis %s port %d", r->url.host, r->url.port);
+		/* Outages are reported by quota.c, rate-limited; reconnections are not news. */
+		if (r->connected_once)
+			log_debug("sending limits: reconnected to Redis %s port %d", r->url.host, r->url.port);
+		else
+			log_info("sending limits: connected to Redis %s port %d", r->url.host, r->url.port);
+		r->connected_once = true;
 		r->backoff_ms = BACKOFF_MIN_MS;
 		r->why[0] = '\0';
 		return;

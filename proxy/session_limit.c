@@ -100,7 +100,9 @@ static bool take_answer(struct session *s, enum quota_kind kind)
 		record(s, kind, name, 451, text);
 	} else {
 		snprintf(text, sizeof(text), "4.3.0 %s Sending limits cannot be checked now, try again later", s->brand);
-		log_info("%s: %s refused: the sending-limit counters did not answer (redis_failure = closed)", s->id, verb);
+		/* Logged at debug: quota.c reports the outage itself, at most every 10 s. */
+		log_debug("%s: %s refused: the sending-limit counters did not answer (redis_failure = closed)", s->id,
+		          verb);
 		record(s, kind, "backend_unavailable", 451, text);
 	}
 	session_reply(s, 451, "%s", text);
