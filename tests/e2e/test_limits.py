@@ -9,7 +9,6 @@ gone, redis_failure decides, and the failure is logged at most every 10 s and co
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
@@ -33,34 +32,10 @@ def avoid_hour_turn():
         time.sleep(left + 1)
 
 
-def auth(c, user):
-    r = c.cmd("AUTH PLAIN " + h.plain_auth(user=user))
-    if r.code != 235:
-        raise AssertionError("AUTH as %s: %r" % (user, r.raw))
-
-
-class SourcedClient(h.SMTPClient):
-    """An SMTP client connecting from a given loopback address (per-IP limits)."""
-
-    def __init__(self, port, source):
-        self.sock = socket.create_connection((h.HOST, port), timeout=h.TIMEOUT, source_address=(source, 0))
-        self.buf = b""
-        self.received = b""
-
-
 class LimitsCase(h.ProxyTestCase):
 
     def session(self, sni, user, client=None):
-        c = client or self.client()
-        if client:
-            self._clients.append(c)
-        self.assertReply(c.reply(), 220)
-        self.assertReply(c.cmd("EHLO client.example.test"), 250)
-        self.assertReply(c.cmd("STARTTLS"), 220)
-        c.wrap(sni)
-        self.assertReply(c.cmd("EHLO client.example.test"), 250)
-        auth(c, user)
-        return c
+        return self.starttls_session(sni, client=client, user=user)
 
     def send_message(self, c, sender, rcpts=("bob@example.test",)):
         """MAIL, RCPTs and DATA; returns the MAIL reply (the rest only when it was 250)."""
@@ -147,7 +122,7 @@ class MemoryLimitsTest(LimitsCase):
         """default: 3 recipients per hour, 2 messages per client address. A pipelined group
         keeps its reply order; the refused recipient never reaches the relay."""
         before = self.relay.messages()
-        c = self.session("smtp.livery.test", "dan@livery.test", SourcedClient(self.livery.starttls_port, "127.0.0.2"))
+        c = self.session("smtp.livery.test", "dan@livery.test", h.SMTPClient(self.livery.starttls_port, source="127.0.0.2"))
         c.send("MAIL FROM:<rcpts@livery.test>\r\nRCPT TO:<r1@example.test>\r\nRCPT TO:<r2@example.test>\r\n"
                "RCPT TO:<r3@example.test>\r\nRCPT TO:<r4@example.test>\r\nNOOP\r\nDATA\r\n")
         codes = [c.reply() for _ in range(7)]
@@ -170,7 +145,7 @@ class MemoryLimitsTest(LimitsCase):
                            "messages per hour for this client address")
         self.assertReply(c.cmd("QUIT"), 221)
         # Another address has its own budget.
-        c = self.session("smtp.livery.test", "dan@livery.test", SourcedClient(self.livery.starttls_port, "127.0.0.3"))
+        c = self.session("smtp.livery.test", "dan@livery.test", h.SMTPClient(self.livery.starttls_port, source="127.0.0.3"))
         self.assertReply(c.cmd("MAIL FROM:<other-ip@livery.test>"), 250)
         self.assertReply(c.cmd("QUIT"), 221)
         self.assertNotIn(b"r5@example.test", self.relay.all_raw())
@@ -181,22 +156,16 @@ class MemoryLimitsTest(LimitsCase):
         pids = []
         for _ in range(40):
             n = len(re.findall(r"w(\d+)s\d+: connection from", self.livery.log()))
-            c = self.client()
-            self.assertReply(c.reply(), 220)
+            conns.append(h.SMTPClient(self.livery.starttls_port))
+            self._clients.append(conns[-1])
             lines = h.wait_until(lambda: re.findall(r"w(\d+)s\d+: connection from", self.livery.log())[n:],
                                  "the connection's log line")
-            conns.append(c)
             pids.append(lines[0])
             if len(set(pids)) == 2:
                 break
         self.assertEqual(len(set(pids)), 2, "40 connections all went to one worker")
-        a, b = conns[pids.index(pids[0])], conns[pids.index(pids[-1])]
-        for c in (a, b):
-            self.assertReply(c.cmd("EHLO client.example.test"), 250)
-            self.assertReply(c.cmd("STARTTLS"), 220)
-            c.wrap("smtp.globex.test")
-            self.assertReply(c.cmd("EHLO client.example.test"), 250)
-            auth(c, "user@globex.test")
+        a, b = (self.session("smtp.globex.test", "user@globex.test", conns[pids.index(p)])
+                for p in (pids[0], pids[-1]))
         codes = []
         for i in range(6):
             c = (a, b)[i % 2]
