@@ -5,7 +5,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <sys/random.h>
+
+#include "util.h"
 
 /* A slot is one 64-bit word, changed only by compare-and-swap, so a check never sees a key
  * without its count: the top 24 bits are a tag (a seeded hash of the key, never 0), then 16
@@ -30,13 +31,9 @@ struct quota_mem {
 
 struct quota_mem *quota_mem_new(void)
 {
-	struct quota_mem *m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct quota_mem *m = xmmap_shared(sizeof(*m));
 
-	if (m == MAP_FAILED)
-		abort(); /* like x*alloc: no memory at startup */
-	/* A secret seed, so that nobody can pick user names that collide on purpose. */
-	if (getrandom(&m->seed, sizeof(m->seed), 0) != sizeof(m->seed))
-		m->seed = (uint64_t)(uintptr_t)m ^ 0x9e3779b97f4a7c15ULL;
+	m->seed = util_random_seed(); /* so that nobody can pick user names that collide on purpose */
 	return m;
 }
 

@@ -92,6 +92,8 @@ class MemoryLimitsTest(LimitsCase):
             # DATA are answered here, and a RSET leaves the session usable.
             self.assertReply(c.cmd("RCPT TO:<x@example.test>"), 503)
             self.assertReply(c.cmd("DATA"), 503)
+            c.send(b"BDAT 9 LAST\r\nover-body")  # the chunk is swallowed, not relayed
+            self.assertReply(c.reply(), 503)
             self.assertReply(c.cmd("RSET"), 250)
             self.assertReply(c.cmd("QUIT"), 221)
         c = self.session("smtp.acme.test", "carol@acme.test")
@@ -105,6 +107,7 @@ class MemoryLimitsTest(LimitsCase):
                                       "car-0@acme.test"]))
         raw = self.relay.all_raw()
         self.assertNotIn(b"-over@acme.test", raw)
+        self.assertNotIn(b"over-body", raw)
         # Logged, recorded and counted.
         h.wait_until(lambda: len(self.records(limit="per_user_messages_per_hour")) == 2, "two per-user records")
         rec = self.records(sender="car-over@acme.test")[0]
