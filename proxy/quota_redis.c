@@ -100,6 +100,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
 	drop(r, q);
 	if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
+		/* Only a working Redis resets the backoff: one that accepts connections and then
+		 * refuses (a wrong password) is not reconnected to ten times a second. */
+		r->backoff_ms = BACKOFF_MIN_MS;
 		q->cb(q->arg, rep->integer == 0 ? QUOTA_OK : QUOTA_OVER, rep->integer ? (size_t)rep->integer - 1 : 0, NULL);
 	} else {
 		if (rep && rep->type == REDIS_REPLY_ERROR)
@@ -114,16 +117,22 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
 /* AUTH and SELECT, sent first on each connection: a refusal ends the connection (the
  * checks behind them fail), and says why without the password. */
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *privdata)
+static void setup_reply(redisAsyncContext *ac, const redisReply *rep, struct quota_redis *r, const char *what)
 {
-	struct quota_redis *r = privdata;
-	const redisReply *rep = reply;
-
-	if (!rep || rep->type != REDIS_REPLY_ERROR || r->closing || ac != r->ac)
-		return;
-	snprintf(r->why, sizeof(r->why), "Redis refused %s: %.100s", rep->str && strstr(rep->str, "DB") ? "SELECT" : "AUTH",
-	         rep->str);
+	if (!rep || rep->type != REDIS_REPLY_ERROR || r->closing || ac != r->ac || r->why[0])
+		return; /* the first refusal says why (a SELECT after a refused AUTH says NOAUTH) */
+	snprintf(r->why, sizeof(r->why), "Redis refused %s: %.100s", what, rep->str);
 	redisAsyncDisconnect(ac);
+}
+
+static void on_auth_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	setup_reply(ac, reply, privdata, "AUTH");
+}
+
+static void on_select_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	setup_reply(ac, reply, privdata, "SELECT");
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -139,7 +148,6 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		else
 			log_info("sending limits: connected to Redis %s port %d", r->url.host, r->url.port);
 		r->connected_once = true;
-		r->backoff_ms = BACKOFF_MIN_MS;
 		r->why[0] = '\0';
 		return;
 	}
@@ -167,12 +175,12 @@ static void send_setup(struct quota_redis *r)
 	char db[16];
 
 	if (r->url.password[0] && r->url.user[0])
-		redisAsyncCommand(r->ac, on_setup_reply, r, "AUTH %s %s", r->url.user, r->url.password);
+		redisAsyncCommand(r->ac, on_auth_reply, r, "AUTH %s %s", r->url.user, r->url.password);
 	else if (r->url.password[0])
-		redisAsyncCommand(r->ac, on_setup_reply, r, "AUTH %s", r->url.password);
+		redisAsyncCommand(r->ac, on_auth_reply, r, "AUTH %s", r->url.password);
 	if (r->url.db) {
 		snprintf(db, sizeof(db), "%u", r->url.db);
-		redisAsyncCommand(r->ac, on_setup_reply, r, "SELECT %s", db);
+		redisAsyncCommand(r->ac, on_select_reply, r, "SELECT %s", db);
 	}
 }
 

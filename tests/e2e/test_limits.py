@@ -181,16 +181,18 @@ class MemoryLimitsTest(LimitsCase):
 class RedisServer(h.Process):
     label = "redis"
 
-    def __init__(self):
+    def __init__(self, password=None):
         super().__init__()
         self.port = None
+        self.password = password
 
     def start(self, port=None):
         d = h.scratch("redis")
+        auth = ["--requirepass", self.password] if self.password else []
         for attempt in range(5):
             self.port = port or h.free_port()
             self._spawn(["redis-server", "--port", str(self.port), "--bind", h.HOST, "--save", "",
-                         "--appendonly", "no", "--dir", d], os.path.join(d, "redis.log"))
+                         "--appendonly", "no", "--dir", d] + auth, os.path.join(d, "redis.log"))
             ok = h.wait_until(lambda: self.proc.poll() is not None or self.ping(), "redis-server to answer")
             if self.proc.poll() is None:
                 return self
@@ -200,7 +202,8 @@ class RedisServer(h.Process):
         raise RuntimeError("redis-server could not start")
 
     def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-h", h.HOST, "-p", str(self.port)] + list(args),
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        r = subprocess.run(["redis-cli", "-h", h.HOST, "-p", str(self.port)] + auth + list(args),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=h.TIMEOUT)
         return r.stdout.decode().strip()
 
@@ -214,26 +217,29 @@ class RedisServer(h.Process):
         self.proc = None
 
 
-class RedisLimitsTest(LimitsCase):
-    """Two instances, one redis-server: one budget. Instance A fails open, B closed. The
-    tests run in order (the outages' reports are rate-limited across them)."""
+class TwoInstancesCase(LimitsCase):
+    """Two livery instances (cls.instances, with admin listeners) sharing one relay and one
+    redis-server; each instance's top-level limits group comes from backends()."""
 
-    outage_at = None
+    redis_password = None
+    acme_limits = None
+
+    @classmethod
+    def backends(cls, redis_port):
+        raise NotImplementedError
 
     @classmethod
     def setUpClass(cls):
         cls.certs = h.certs()
-        cls.redis = RedisServer()
+        cls.redis = RedisServer(cls.redis_password)
         cls.addClassCleanup(cls.redis.kill)
         cls.redis.start()
         cls.relay = h.Relay(options=RELAY_USERS)
         cls.addClassCleanup(cls.relay.kill)
         cls.relay.start()
-        backend = 'backend = "redis://%s:%d/3";' % (h.HOST, cls.redis.port)
         cls.instances = []
-        for policy in ("open", "closed"):
-            top = ["limits = { %s redis_failure = \"%s\"; redis_timeout_ms = 300; };" % (backend, policy)]
-            inst = tm.AdminLivery(cls.relay, top=top, tenant_extra={"acme": [SHARED_LIMIT]})
+        for top in cls.backends(cls.redis.port):
+            inst = tm.AdminLivery(cls.relay, top=[top], tenant_extra={"acme": [cls.acme_limits]})
             cls.addClassCleanup(inst.kill)
             inst.start()
             cls.instances.append(inst)
@@ -256,6 +262,20 @@ class RedisLimitsTest(LimitsCase):
         c = h.SMTPClient(inst.starttls_port)
         self._clients.append(c)
         return self.session("smtp.acme.test", user, c)
+
+
+class RedisLimitsTest(TwoInstancesCase):
+    """Two instances, one redis-server: one budget. Instance A fails open, B closed. The
+    tests run in order (the outages' reports are rate-limited across them)."""
+
+    outage_at = None
+
+    acme_limits = SHARED_LIMIT
+
+    @classmethod
+    def backends(cls, port):
+        return ['limits = { backend = "redis://%s:%d/3"; redis_failure = "%s"; redis_timeout_ms = 300; };'
+                % (h.HOST, port, policy) for policy in ("open", "closed")]
 
     def test_1_shared_limit(self):
         """4 messages per hour for acme across both instances: exactly 4, then 451 4.7.1."""
@@ -339,6 +359,34 @@ class RedisLimitsTest(LimitsCase):
                      "the closed instance to accept again once Redis is back", interval=0.2)
         self.assertEqual(self.redis.cli("-n", "3", "GET", "livery:{acme}:t::m:%d" % (time.time() // 3600)), "1")
         for c in (a, b):
+            self.assertReply(c.cmd("QUIT"), 221)
+
+
+class RedisAuthTest(TwoInstancesCase):
+    """A Redis that wants a password: the right one (and a database number) counts there; a
+    wrong one is Redis refusing, reported without the password."""
+
+    redis_password = "s3cret-redis"
+    acme_limits = "limits = { messages_per_hour = 1; };"
+
+    @classmethod
+    def backends(cls, port):
+        return ['limits = { backend = "redis://:%s@%s:%d/2"; redis_failure = "closed"; };' % (pw, h.HOST, port)
+                for pw in ("s3cret-redis", "wrong-pass")]
+
+    def test_password_and_database(self):
+        avoid_hour_turn()
+        good, bad = (self.session_on(i) for i in self.instances)
+        self.assertReply(good.cmd("MAIL FROM:<one@acme.test>"), 250)
+        good.cmd("RSET")
+        self.assertLimited(good.cmd("MAIL FROM:<two@acme.test>"), "smtp.acme.test", "messages per hour")
+        self.assertEqual(self.redis.cli("-n", "2", "GET", "livery:{acme}:t::m:%d" % (time.time() // 3600)), "1")
+        self.assertReply(bad.cmd("MAIL FROM:<three@acme.test>"), 451, "4.3.0")
+        h.wait_until(lambda: "sending limits: Redis refused AUTH" in self.instances[1].log(), "the refusal's report")
+        for inst in self.instances:
+            self.assertNotIn("wrong-pass", inst.log())
+            self.assertNotIn("s3cret-redis", inst.log())
+        for c in (good, bad):
             self.assertReply(c.cmd("QUIT"), 221)
 
 
