@@ -153,6 +153,21 @@ class MemoryLimitsTest(LimitsCase):
         self.assertReply(c.cmd("QUIT"), 221)
         self.assertNotIn(b"r5@example.test", self.relay.all_raw())
 
+    def test_reload_keeps_the_counts(self):
+        """The counters live in the master's memory: a reload (new workers) keeps them."""
+        c = self.session("smtp.livery.test", "dan@livery.test", h.SMTPClient(self.livery.starttls_port, source="127.0.0.9"))
+        for i in range(2):
+            self.assertReply(c.cmd("MAIL FROM:<reload-%d@livery.test>" % i), 250)
+            self.assertReply(c.cmd("RSET"), 250)
+        self.assertReply(c.cmd("QUIT"), 221)
+        done = len(re.findall(r"info: reloaded: generation", self.livery.log())) + 1
+        self.livery.proc.send_signal(signal.SIGHUP)
+        h.wait_until(lambda: len(re.findall(r"info: reloaded: generation", self.livery.log())) >= done, "the reload")
+        c = self.session("smtp.livery.test", "dan@livery.test", h.SMTPClient(self.livery.starttls_port, source="127.0.0.9"))
+        self.assertLimited(c.cmd("MAIL FROM:<reload-2@livery.test>"), "smtp.livery.test",
+                           "messages per hour for this client address")
+        self.assertReply(c.cmd("QUIT"), 221)
+
     def test_workers_share_one_budget(self):
         """globex: 4 messages per hour for the instance, whichever worker serves them."""
         conns = []
@@ -193,7 +208,7 @@ class RedisServer(h.Process):
             self.port = port or h.free_port()
             self._spawn(["redis-server", "--port", str(self.port), "--bind", h.HOST, "--save", "",
                          "--appendonly", "no", "--dir", d] + auth, os.path.join(d, "redis.log"))
-            ok = h.wait_until(lambda: self.proc.poll() is not None or self.ping(), "redis-server to answer")
+            h.wait_until(lambda: self.proc.poll() is not None or self.ping(), "redis-server to answer")
             if self.proc.poll() is None:
                 return self
             self.proc = None
