@@ -15,9 +15,9 @@
  * The window is fixed (counts start again at each hour) rather than sliding: a client may
  * send up to twice a limit across the turn of an hour, as with Redis's INCR + EXPIRE.
  * A slot of an earlier window is stale and may be reused; slots are never emptied, so probe
- * paths never break. Two keys whose tags match on overlapping probe paths (about a 2^-24
- * chance for a pair of keys within QUOTA_MEM_PROBE slots of each other, one in 2^30 overall)
- * would share one count: that only makes the limit stricter for both, never looser. */
+ * paths never break. Two keys whose tags match (2^-24) on overlapping probe paths (about
+ * QUOTA_MEM_PROBE / QUOTA_MEM_SLOTS = 2^-12) would share one count, about one chance in 2^36
+ * per pair of keys: that only makes the limit stricter for both, never looser. */
 #define COUNT_BITS  24
 #define WINDOW_BITS 16
 #define COUNT_MASK  ((1ULL << COUNT_BITS) - 1)
