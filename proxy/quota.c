@@ -121,8 +121,10 @@ struct quota_op *quota_check(struct quota *q, const struct quota_req *req, quota
 	op->cb = cb;
 	op->arg = arg;
 	if (q->redis) {
-		quota_redis_check(q->redis, req->keys, req->limits, req->n, req->amount, quota_window_ttl(req->now_s),
-		                  on_redis, op);
+		const char *why;
+		if (!quota_redis_check(q->redis, req->keys, req->limits, req->n, req->amount,
+		                       quota_window_ttl(req->now_s), on_redis, op, &why))
+			finish(op, QUOTA_UNAVAILABLE, 0, why); /* answered on the next turn all the same */
 		return op;
 	}
 	enum quota_result r = quota_mem_check(q->mem, req->keys, req->limits, req->n, req->amount,

@@ -238,8 +238,8 @@ struct quota_redis *quota_redis_new(uv_loop_t *loop, const struct quota_url *url
 	return r;
 }
 
-void quota_redis_check(struct quota_redis *r, const char *const *keys, const unsigned *limits, size_t n,
-                       unsigned amount, unsigned ttl_s, quota_redis_cb cb, void *arg)
+bool quota_redis_check(struct quota_redis *r, const char *const *keys, const unsigned *limits, size_t n,
+                       unsigned amount, unsigned ttl_s, quota_redis_cb cb, void *arg, const char **why)
 {
 	const char *argv[5 + 2 * 8]; /* EVAL script numkeys keys.. amount ttl limits.. */
 	size_t lens[ARRAY_LEN(argv)];
@@ -247,8 +247,8 @@ void quota_redis_check(struct quota_redis *r, const char *const *keys, const uns
 	size_t argc = 0;
 
 	if (!r->ac || n > 8) {
-		cb(arg, QUOTA_UNAVAILABLE, 0, r->why[0] ? r->why : "not connected to Redis");
-		return;
+		*why = r->why[0] ? r->why : "not connected to Redis";
+		return false;
 	}
 	argv[argc++] = "EVAL";
 	argv[argc++] = script;
@@ -276,11 +276,12 @@ void quota_redis_check(struct quota_redis *r, const char *const *keys, const uns
 	if (redisAsyncCommandArgv(r->ac, on_reply, q, (int)argc, argv, lens) != REDIS_OK) {
 		drop(r, q);
 		free(q);
-		cb(arg, QUOTA_UNAVAILABLE, 0, "Redis connection closing");
-		return;
+		*why = r->why[0] ? r->why : "the Redis connection is closing";
+		return false;
 	}
 	if (q == r->head)
 		schedule_timeout(r);
+	return true;
 }
 
 static void on_handle_closed(uv_handle_t *h)

@@ -28,6 +28,8 @@ static bool build(struct session *s, enum quota_kind kind, struct limit_req *r)
 	uint64_t now = (uint64_t)time(NULL);
 
 	r->q = (struct quota_req){.amount = 1, .now_s = now};
+	if (!s->srv->quota)
+		return false; /* a server made without counters (a benchmark's) */
 	for (int scope = 0; scope < QUOTA_NSCOPES; scope++) {
 		unsigned limit = s->tenant->per_hour[scope][kind];
 		const char *id = scope_id(s, (enum quota_scope)scope);
