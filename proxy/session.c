@@ -574,13 +574,14 @@ void session_begin(struct session *s)
 {
 	if (over_limits(s))
 		return;
-	if (s->lcfg->tls == TLS_MODE_IMPLICIT) {
-		session_enter_state(s, SS_HANDSHAKE);
+	bool implicit = s->lcfg->tls == TLS_MODE_IMPLICIT;
+	enum session_state next = implicit ? SS_HANDSHAKE : SS_COMMAND;
+	if (s->state != next) /* a new session is in SS_HANDSHAKE already */
+		session_enter_state(s, next);
+	if (implicit)
 		stream_start_tls_server(s->client);
-	} else {
-		session_enter_state(s, SS_COMMAND);
+	else
 		greet(s);
-	}
 	update_client_timer(s);
 }
 

@@ -1,6 +1,9 @@
 /* session_proxy: a session's first state behind a load balancer (SS_PROXY): only a trusted balancer may
  * connect, and the PROXY header it sends first names the real client, whose address the session uses from
  * then on (connection limits, relay-leg bounds, logs, records, metrics). */
+/* It lives with the session, not in listener.c: waiting for the header is a session state, with
+ * the session's timer, its close and its record (a refused connection is recorded like any other),
+ * and the parsing itself is proxyproto.c's. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>

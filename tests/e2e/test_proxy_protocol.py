@@ -538,6 +538,12 @@ class ProxyConfigTest(unittest.TestCase):
                 self.assertEqual(rc, 2, out)
                 self.assertIn(where + message, out)
 
+    def test_readme_shows_the_file_the_tests_run(self):
+        with open(HAPROXY_CFG) as f:
+            cfg = f.read()
+        with open(os.path.join(h.SRC, "README.md")) as f:
+            self.assertIn("```\n" + cfg + "```\n", f.read(), "README's haproxy.cfg differs from config/haproxy.cfg")
+
     def test_accepted(self):
         rc, out, _ = self.check(["proxy_protocol = true;",
                                  'proxy_trusted = [ "127.0.0.1", "10.0.0.0/8", "2001:db8::/32" ];',

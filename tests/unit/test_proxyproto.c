@@ -12,32 +12,9 @@
 #include <cmocka.h>
 
 #include "proxyproto.h"
+#include "unit_buf.h"
 
 static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
-
-struct buf {
-	uint8_t b[70000];
-	size_t n;
-};
-
-static void put(struct buf *b, const void *p, size_t n)
-{
-	assert_true(b->n + n <= sizeof(b->b));
-	memcpy(b->b + b->n, p, n);
-	b->n += n;
-}
-
-static void put8(struct buf *b, unsigned v)
-{
-	uint8_t c = (uint8_t)v;
-	put(b, &c, 1);
-}
-
-static void put16(struct buf *b, unsigned v)
-{
-	put8(b, v >> 8);
-	put8(b, v & 0xff);
-}
 
 /* A v2 header: ver_cmd, fam, then body (addresses and TLVs) of blen octets. */
 static void v2(struct buf *b, unsigned ver_cmd, unsigned fam, const void *body, size_t blen)
@@ -61,6 +38,19 @@ static void assert_prefixes_need_more(const uint8_t *b, size_t n)
 		assert_int_equal(proxyproto_parse(b, i, &h), PROXYPROTO_NEED_MORE);
 }
 
+/* The sample connection both versions describe: 192.0.2.7:50000 to 127.0.0.1:587. */
+static void assert_sample(const struct proxyproto_header *h, int version, size_t len)
+{
+	assert_int_equal(h->len, len);
+	assert_int_equal(h->version, version);
+	assert_false(h->local);
+	assert_int_equal(h->family, AF_INET);
+	assert_string_equal(h->src, "192.0.2.7");
+	assert_string_equal(h->dst, "127.0.0.1");
+	assert_int_equal(h->src_port, 50000);
+	assert_int_equal(h->dst_port, 587);
+}
+
 static void parse_text(const char *text, enum proxyproto_status want, struct proxyproto_header *h)
 {
 	assert_int_equal(proxyproto_parse((const uint8_t *)text, strlen(text), h), want);
@@ -75,14 +65,7 @@ static void test_v1_tcp4(void **state)
 	(void)state;
 	snprintf(in, sizeof(in), "%sEHLO x\r\n", hdr); /* the connection's bytes follow */
 	parse_text(in, PROXYPROTO_DONE, &h);
-	assert_int_equal(h.len, strlen(hdr));
-	assert_int_equal(h.version, 1);
-	assert_false(h.local);
-	assert_int_equal(h.family, AF_INET);
-	assert_string_equal(h.src, "192.0.2.7");
-	assert_string_equal(h.dst, "127.0.0.1");
-	assert_int_equal(h.src_port, 50000);
-	assert_int_equal(h.dst_port, 587);
+	assert_sample(&h, 1, strlen(hdr));
 	assert_prefixes_need_more((const uint8_t *)hdr, strlen(hdr));
 }
 
@@ -179,14 +162,7 @@ static void test_v2_inet(void **state)
 	size_t hdr = b.n;
 	put(&b, "\x16\x03\x01", 3); /* a ClientHello right behind it */
 	assert_int_equal(proxyproto_parse(b.b, b.n, &h), PROXYPROTO_DONE);
-	assert_int_equal(h.len, hdr);
-	assert_int_equal(h.version, 2);
-	assert_false(h.local);
-	assert_int_equal(h.family, AF_INET);
-	assert_string_equal(h.src, "192.0.2.7");
-	assert_string_equal(h.dst, "127.0.0.1");
-	assert_int_equal(h.src_port, 50000);
-	assert_int_equal(h.dst_port, 587);
+	assert_sample(&h, 2, hdr);
 	assert_prefixes_need_more(b.b, hdr);
 }
 
