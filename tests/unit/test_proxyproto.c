@@ -203,7 +203,7 @@ static void test_v2_local(void **state)
 	uint8_t unix_body[216] = {'/'};
 
 	(void)state;
-	v2(&b, 0x20, 0x00, NULL, 0);
+	v2(&b, 0x20, 0x00, "", 0);
 	assert_int_equal(proxyproto_parse(b.b, b.n, &h), PROXYPROTO_DONE);
 	assert_true(h.local);
 	assert_int_equal(h.len, 16);
