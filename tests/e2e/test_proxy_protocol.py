@@ -101,7 +101,8 @@ class LbLivery(h.Livery):
         text = h.config_text(self.certs, self.relay.port, self.ports["SUBMISSION_PORT"], self.ports["SMTPS_PORT"],
                              listener_extra=["proxy_protocol = true;", 'proxy_trusted = [ "%s/32" ];' % LB,
                                              "proxy_timeout = 2;"],
-                             top_extra=["limits = {", "  max_connections_per_ip = %d;" % PER_IP, "};"]
+                             top_extra=["limits = {", "  max_connections_per_ip = %d;" % PER_IP,
+                                        "  max_unauthenticated_relay_legs_per_ip = 1;", "};"]
                              + self.top_extra)
         text = text.replace('address = "%s";' % h.HOST, 'address = "%s";' % self.address)
         more = listener_block(self.address, self.ports["SMTP_PORT"], "starttls") + \
@@ -355,6 +356,29 @@ class ProxyProtocolTest(unittest.TestCase):
         r = self.session_record(lv, third)
         self.assertEqual(r["end"], "limit")
         for c in held:
+            self.assertReply(c.cmd("QUIT"), 221)
+
+    def session_id(self, lv, client):
+        needle = re.compile(r"(w\d+s\d+): client %s port %d via" % (re.escape(client.source), client.port))
+        return h.wait_until(lambda: (needle.search(lv.log()) or [None, None])[1], "the session id of %s" % client.source)
+
+    def test_unauthenticated_leg_bound_counts_the_real_client(self):
+        # max_unauthenticated_relay_legs_per_ip = 1: a second idle TLS session from one client
+        # waits for AUTH for its relay leg; another client's, on the same instance, does not.
+        address, sources = sorted(self.sources.items())[0]
+        lv = self.instance(address)
+        idle = []
+        for source in (sources[0], sources[0], sources[1]):
+            c = self.client("SUBMISSION_PORT", source)
+            self.assertReply(c.reply(), 220)
+            self.assertReply(c.cmd("EHLO client.example.test"), 250)
+            self.assertReply(c.cmd("STARTTLS"), 220)
+            c.wrap(SNI)
+            self.assertReply(c.cmd("EHLO client.example.test"), 250)  # the leg was decided at TLS
+            idle.append(c)
+        deferred = [("%s: relay leg deferred to AUTH" % self.session_id(lv, c)) in lv.log() for c in idle]
+        self.assertEqual(deferred, [False, True, False])
+        for c in idle:
             self.assertReply(c.cmd("QUIT"), 221)
 
     def test_health_checks_are_served_as_the_balancers_own(self):
