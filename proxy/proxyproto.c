@@ -151,7 +151,8 @@ static enum proxyproto_status v2_tlvs(const uint8_t *p, size_t n, struct proxypr
 static enum proxyproto_status v2_addresses(const uint8_t *body, size_t n, unsigned fam, unsigned proto,
                                            struct proxyproto_header *h)
 {
-	static const size_t need[] = {[V2_AF_UNSPEC] = 0, [V2_AF_INET] = 12, [V2_AF_INET6] = 36, [V2_AF_UNIX] = 216};
+	static const size_t need[] = {
+	        [V2_AF_UNSPEC] = 0, [V2_AF_INET] = 12, [V2_AF_INET6] = 36, [V2_AF_UNIX] = 216};
 
 	if (fam > V2_AF_UNIX)
 		return invalid(h, "a v2 header with an unknown address family");

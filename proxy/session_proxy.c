@@ -21,8 +21,8 @@ void session_proxy_start(struct session *s)
 	const struct listener_cfg *l = s->lcfg;
 
 	if (!cidr_match(l->proxy_trusted, l->nproxy_trusted, s->peer)) {
-		log_warn("%s: refusing %s on %s port %d: not a trusted PROXY protocol source (proxy_trusted)", s->id,
-		         s->peer, l->address, l->port);
+		log_warn("%s: refusing %s on %s port %d: not a trusted PROXY protocol source (proxy_trusted)",
+		         s->id, s->peer, l->address, l->port);
 		session_close(s, SE_PROXY, "not a trusted PROXY protocol source");
 		return;
 	}
@@ -32,12 +32,13 @@ void session_proxy_start(struct session *s)
 static void take_client(struct session *s, const struct proxyproto_header *h)
 {
 	if (h->local) { /* a health check (v2 LOCAL) or no address to tell: the balancer's own */
-		log_debug("%s: PROXY v%d header from %s without a client address: served as the balancer's own",
-		          s->id, h->version, s->peer);
+		log_debug(
+		        "%s: PROXY v%d header from %s without a client address: served as the balancer's own",
+		        s->id, h->version, s->peer);
 		return;
 	}
-	log_info("%s: client %s port %u via the load balancer %s (PROXY v%d)", s->id, h->src, h->src_port, s->peer,
-	         h->version);
+	log_info("%s: client %s port %u via the load balancer %s (PROXY v%d)", s->id, h->src, h->src_port,
+	         s->peer, h->version);
 	snprintf(s->peer, sizeof(s->peer), "%s", h->src);
 	s->peer_port = h->src_port;
 }

@@ -99,9 +99,10 @@ static void test_v1_limit(void **state)
 	assert_int_equal(strlen(longest), PROXYPROTO_V1_MAX);
 	parse_text(longest, PROXYPROTO_DONE, &h);
 	assert_int_equal(h.len, PROXYPROTO_V1_MAX);
-	parse_text("PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
-	           "65535 65535\r\n",
-	           PROXYPROTO_DONE, &h);
+	parse_text(
+	        "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
+	        "65535 65535\r\n",
+	        PROXYPROTO_DONE, &h);
 	assert_string_equal(h.src, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
 	snprintf(over, sizeof(over), "PROXY UNKNOWN %0*d\r\n", (int)(PROXYPROTO_V1_MAX - 15), 0);
 	assert_int_equal(strlen(over), PROXYPROTO_V1_MAX + 1);
@@ -109,8 +110,10 @@ static void test_v1_limit(void **state)
 	/* No CR yet: refused as soon as the CRLF can no longer fit within the limit. */
 	memset(over, 'x', sizeof(over));
 	memcpy(over, "PROXY ", 6);
-	assert_int_equal(proxyproto_parse((const uint8_t *)over, PROXYPROTO_V1_MAX - 2, &h), PROXYPROTO_NEED_MORE);
-	assert_int_equal(proxyproto_parse((const uint8_t *)over, PROXYPROTO_V1_MAX - 1, &h), PROXYPROTO_INVALID);
+	assert_int_equal(proxyproto_parse((const uint8_t *)over, PROXYPROTO_V1_MAX - 2, &h),
+	                 PROXYPROTO_NEED_MORE);
+	assert_int_equal(proxyproto_parse((const uint8_t *)over, PROXYPROTO_V1_MAX - 1, &h),
+	                 PROXYPROTO_INVALID);
 }
 
 static void test_v1_malformed(void **state)
@@ -146,7 +149,8 @@ static void test_v1_malformed(void **state)
 		assert_int_equal(h.len, 0);
 	}
 	/* A NUL in the line. */
-	assert_int_equal(proxyproto_parse((const uint8_t *)"PROXY UNKNOWN\0\r\n", 16, &h), PROXYPROTO_INVALID);
+	assert_int_equal(proxyproto_parse((const uint8_t *)"PROXY UNKNOWN\0\r\n", 16, &h),
+	                 PROXYPROTO_INVALID);
 	/* A wrong first octet is refused at once, not waited on. */
 	assert_int_equal(proxyproto_parse((const uint8_t *)"\x16", 1, &h), PROXYPROTO_INVALID);
 	assert_int_equal(proxyproto_parse((const uint8_t *)"PROXX", 5, &h), PROXYPROTO_INVALID);
@@ -284,10 +288,10 @@ static void test_v2_hostile_length(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_v1_tcp4),        cmocka_unit_test(test_v1_tcp6_and_unknown),
-	        cmocka_unit_test(test_v1_limit),       cmocka_unit_test(test_v1_malformed),
-	        cmocka_unit_test(test_v2_inet),        cmocka_unit_test(test_v2_inet6_with_tlvs),
-	        cmocka_unit_test(test_v2_local),       cmocka_unit_test(test_v2_malformed),
+	        cmocka_unit_test(test_v1_tcp4),           cmocka_unit_test(test_v1_tcp6_and_unknown),
+	        cmocka_unit_test(test_v1_limit),          cmocka_unit_test(test_v1_malformed),
+	        cmocka_unit_test(test_v2_inet),           cmocka_unit_test(test_v2_inet6_with_tlvs),
+	        cmocka_unit_test(test_v2_local),          cmocka_unit_test(test_v2_malformed),
 	        cmocka_unit_test(test_v2_hostile_length),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
