@@ -31,7 +31,9 @@ static const char *const top_keys[] = {
         "cert_dir", /* certificates by name: certbot's live/ layout or flat pairs */
         NULL};
 static const char *const listener_keys[] = {
-        "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth", NULL};
+        "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth",
+        "proxy_protocol", "proxy_trusted", "proxy_timeout", /* a load balancer in front (PROXY protocol) */
+        NULL};
 static const char *const region_keys[] = {
         "name",    "host",      "hosts",           "port",           "tls",   "verify_name",
         "ca_file", "ehlo_name", "connect_timeout", "tls_resumption", "scrub", NULL};
@@ -652,6 +654,48 @@ static bool parse_tenants(struct parse *p, const config_t *lc)
 	return true;
 }
 
+/* ---- a listener behind a load balancer: proxy_protocol, proxy_trusted, proxy_timeout ---- */
+
+static bool parse_trusted(struct parse *p, const config_setting_t *g, struct listener_cfg *l)
+{
+	char **list;
+	size_t n;
+	const char *why;
+
+	if (!get_string_list(p, g, "proxy_trusted", false, &list, &n))
+		return false;
+	l->proxy_trusted = xcalloc(n ? n : 1, sizeof(struct cidr));
+	for (size_t i = 0; i < n && !p->failed; i++) {
+		if (!cidr_parse(list[i], &l->proxy_trusted[i], &why))
+			fail(p, config_setting_get_member(g, "proxy_trusted"), "'proxy_trusted': \"%s\" %s", list[i],
+			     why);
+		l->nproxy_trusted++;
+	}
+	free_list(list, n);
+	return !p->failed;
+}
+
+/* A PROXY header can claim any address: only the balancers named in proxy_trusted may send
+ * one, so proxy_protocol without them is an error, not an open door. */
+static bool parse_listener_proxy(struct parse *p, const config_setting_t *g, struct listener_cfg *l)
+{
+	if (!get_bool(p, g, "proxy_protocol", false, &l->proxy_protocol) || !parse_trusted(p, g, l) ||
+	    !get_seconds(p, g, "proxy_timeout", 5, &l->proxy_timeout_ms))
+		return false;
+	if (l->proxy_protocol && l->nproxy_trusted == 0)
+		return fail(p, config_setting_get_member(g, "proxy_protocol"),
+		            "'proxy_protocol' needs 'proxy_trusted': the addresses (CIDR) of the load balancers "
+		            "that may send the PROXY header");
+	const config_setting_t *stray = config_setting_get_member(g, "proxy_trusted");
+	if (!stray)
+		stray = config_setting_get_member(g, "proxy_timeout");
+	if (!l->proxy_protocol && stray)
+		return fail(p, stray, "'%s' only applies with 'proxy_protocol = true'", config_setting_name(stray));
+	return true;
+}
+
+/* ---- listeners ---- */
+
 static bool parse_listener(struct parse *p, const config_setting_t *g, struct listener_cfg *l)
 {
 	long long port;
@@ -662,7 +706,8 @@ static bool parse_listener(struct parse *p, const config_setting_t *g, struct li
 	    !get_int(p, g, "port", -1, 1, 65535, &port) || !get_tls_mode(p, g, &l->tls) ||
 	    !get_string(p, g, "hostname", NULL, &l->hostname) ||
 	    !get_string(p, g, "default_tenant", NULL, &tenant) ||
-	    !get_bool(p, g, "allow_plaintext_auth", false, &l->allow_plaintext_auth))
+	    !get_bool(p, g, "allow_plaintext_auth", false, &l->allow_plaintext_auth) ||
+	    !parse_listener_proxy(p, g, l))
 		goto out;
 	l->port = (int)port;
 	if (!is_ip_literal(l->address))
@@ -966,6 +1011,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		free(cfg->listeners[i].address);
 		free(cfg->listeners[i].hostname);
+		free(cfg->listeners[i].proxy_trusted);
 	}
 	for (size_t i = 0; i < cfg->ntenants; i++) {
 		struct tenant_cfg *t = &cfg->tenants[i];

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cidr.h"
 #include "log.h"
 #include "quota_key.h"
 #include "smtp_proto.h"
@@ -68,6 +69,12 @@ struct listener_cfg {
 	char *hostname;
 	struct tenant_cfg *default_tenant;
 	bool allow_plaintext_auth;
+	/* PROXY protocol (v1 or v2) from a load balancer: each connection must come from one of
+	 * proxy_trusted and start with the header, within proxy_timeout_ms. */
+	bool proxy_protocol;
+	struct cidr *proxy_trusted;
+	size_t nproxy_trusted;
+	unsigned proxy_timeout_ms;
 };
 
 struct limits_cfg {

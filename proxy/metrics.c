@@ -26,7 +26,7 @@ static const double long_bounds[NB] = {.1, .5, 1, 5, 10, 30, 60, 120, 300, 600, 
 /* Session ends: the records' vocabulary (session.c's end_name), the relay failures, "other". */
 static const char *const local_ends[] = {
         "quit",        "client_timeout", "client_reset",   "client_tls_failed",
-        "auth_failed", "limit",          "protocol_error", "drain"};
+        "auth_failed", "limit",          "protocol_error", "drain", "proxy_refused"};
 #define NLOCAL_ENDS ARRAY_LEN(local_ends)
 #define NFAIL       UPSTREAM_VALIDATION_FAILURE /* upstream failures 1..NFAIL */
 #define NEND        (NLOCAL_ENDS + NFAIL + 1)

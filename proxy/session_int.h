@@ -21,11 +21,13 @@
  * so a client that pipelines without reading cannot make the queue grow without bound. */
 #define SESSION_PENDING_MAX 100
 
-/* SS_WAIT: a command waits (held in s->line) for what session_wait names, or the group a
+/* SS_PROXY: behind a load balancer (listener proxy_protocol), the PROXY header is awaited;
+ * nothing else happens until it names the real client (session_proxy.c).
+ * SS_WAIT: a command waits (held in s->line) for what session_wait names, or the group a
  * relayed AUTH, DATA or QUIT ends waits for its reply; it resumes once that condition holds.
  * SS_AUTH: an AUTH line was relayed and its reply is owed; SS_SASL: the relay sent 334 and
  * the client's response line is due. */
-enum session_state { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DATA, SS_BDAT, SS_CLOSING };
+enum session_state { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DATA, SS_BDAT, SS_CLOSING, SS_PROXY };
 
 /* What SS_WAIT waits for. */
 enum session_wait {
@@ -65,6 +67,7 @@ enum session_end {
 	SE_PROTOCOL,     /* a line too long, a malformed BDAT */
 	SE_DRAIN,        /* shutdown */
 	SE_RELAY,        /* the relay leg failed: its failure names the end */
+	SE_PROXY,        /* proxy_protocol: an untrusted source, a malformed PROXY header or none in time */
 };
 
 /* One message's record: referenced by the transaction while it runs and by each reply owed
@@ -145,7 +148,8 @@ struct session {
 	bool sasl_plain;               /* that AUTH is PLAIN (else LOGIN) */
 	char brand[NAME_MAX_LEN + 1];
 	char id[24];
-	char peer[64];
+	char peer[64]; /* the client's address: the connection's, or the one its PROXY header names */
+	int peer_port;
 };
 
 /* SC_WAIT: the handler called session_wait and runs again, from the start, once the wait
@@ -205,7 +209,15 @@ enum session_cmd_result session_cmd_bdat(struct session *s, const struct smtp_cm
 bool session_input_data(struct session *s);
 bool session_input_bdat(struct session *s);
 
+/* session_proxy.c: the PROXY header (SS_PROXY). */
+/* Refuses an untrusted source, else enters SS_PROXY. */
+void session_proxy_start(struct session *s);
+bool session_input_proxy(struct session *s);
+
 /* session.c: states, events and lifetime. */
+/* The session proper, once the client's address is known: connection limits, then the
+ * greeting (STARTTLS listeners) or the TLS handshake (implicit). */
+void session_begin(struct session *s);
 void session_pump(struct session *s);
 void session_close(struct session *s, enum session_end end, const char *detail);
 bool session_start_upstream(struct session *s, bool on_demand);
