@@ -22,6 +22,7 @@ The place for the shared-ticket test (a TLS 1.3 client resuming on the other ins
 ticket_key_file) is marked INTEGRATOR below; it skips while livery has no such option.
 """
 
+import base64
 import json
 import os
 import re
@@ -184,9 +185,12 @@ class ProxyProtocolTest(unittest.TestCase):
             cls.ports[var] = port
         cls.ticket_extra = []
         if ticket_key_file_known():  # INTEGRATOR: see test_tls13_resumes_on_the_other_instance
+            # The key file's form (README, "Session-ticket keys"): one base64 key per line, as
+            # `openssl rand -base64 48` prints it.
             key = os.path.join(h.scratch("tickets"), "ticket.key")
-            with open(key, "wb") as f:
-                f.write(os.urandom(80))
+            with open(key, "w") as f:
+                f.write(base64.b64encode(os.urandom(48)).decode() + "\n")
+            os.chmod(key, 0o600)
             cls.ticket_extra = ['ticket_key_file = "%s";' % key]
         cls.instances = []
         for address in INSTANCES:
