@@ -97,7 +97,8 @@ static void pair_open(struct pair *p, tls_ctx *sctx, tls_ctx *cctx)
 	p->server.conn = tls_conn_new(sctx, &p->server.in, pair_send_to_client, p);
 	tls_conn_set_server_name(p->server.conn, opt.name);
 	if (!handshake(p) || !converse(p))
-		bu_die("handshake failed: %s / %s", tls_conn_error(p->client.conn), tls_conn_error(p->server.conn));
+		bu_die("handshake failed: %s / %s", tls_conn_error(p->client.conn),
+		       tls_conn_error(p->server.conn));
 	if (opt.resume && !resume_from)
 		resume_from = tls_conn_get_session(p->client.conn);
 	else if (opt.resume && !tls_conn_resumed(p->client.conn))
@@ -116,21 +117,37 @@ static void usage(FILE *f)
 
 static void parse_args(int argc, char **argv)
 {
-	static const struct option lo[] = {{"cert", 1, 0, 'c'}, {"key", 1, 0, 'k'}, {"ca", 1, 0, 'a'},
+	static const struct option lo[] = {{"cert", 1, 0, 'c'}, {"key", 1, 0, 'k'},    {"ca", 1, 0, 'a'},
 	                                   {"name", 1, 0, 'N'}, {"resume", 0, 0, 'r'}, {"help", 0, 0, 'h'},
 	                                   {0, 0, 0, 0}};
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
 		switch (ch) {
-		case 'c': opt.cert = optarg; break;
-		case 'k': opt.key = optarg; break;
-		case 'a': opt.ca = optarg; break;
-		case 'N': opt.name = optarg; break;
-		case 'n': opt.n = atoi(optarg); break;
-		case 'r': opt.resume = true; break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(2);
+		case 'c':
+			opt.cert = optarg;
+			break;
+		case 'k':
+			opt.key = optarg;
+			break;
+		case 'a':
+			opt.ca = optarg;
+			break;
+		case 'N':
+			opt.name = optarg;
+			break;
+		case 'n':
+			opt.n = atoi(optarg);
+			break;
+		case 'r':
+			opt.resume = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
 		}
 	}
 	if (!opt.cert || !opt.key || !opt.ca || !opt.name || opt.n <= 0) {

@@ -385,7 +385,8 @@ struct certstore *certstore_new(const struct config *cfg, char *err, size_t errl
 	cs->verify = xcalloc(cfg->nregions, sizeof(tls_ctx *));
 	cs->noverify = xcalloc(cfg->nregions, sizeof(tls_ctx *));
 	if (!load_tenant_pairs(cs, err, errlen) || !load_dirs(cs, err, errlen) ||
-	    !bind_names(cs, err, errlen) || !load_clients(cs, err, errlen) || !load_ticket_keys(cs, err, errlen)) {
+	    !bind_names(cs, err, errlen) || !load_clients(cs, err, errlen) ||
+	    !load_ticket_keys(cs, err, errlen)) {
 		certstore_free(cs);
 		return NULL;
 	}

@@ -63,8 +63,9 @@ static bool add_key(struct ticketkeys *out, const char *s, size_t n, char *err, 
 	}
 	got = b64_decode(s, n, buf, sizeof(buf));
 	if (got < TICKETKEYS_MIN_LEN) {
-		snprintf(err, errlen, "not a key: each line must be the base64 of %d to %d random octets "
-		                      "(openssl rand -base64 48)",
+		snprintf(err, errlen,
+		         "not a key: each line must be the base64 of %d to %d random octets "
+		         "(openssl rand -base64 48)",
 		         TICKETKEYS_MIN_LEN, TICKETKEYS_MAX_LEN);
 		memset(buf, 0, sizeof(buf));
 		return false;
@@ -82,7 +83,8 @@ static bool add_key(struct ticketkeys *out, const char *s, size_t n, char *err, 
 	return true;
 }
 
-bool ticketkeys_parse(const char *text, size_t len, struct ticketkeys *out, int *line, char *err, size_t errlen)
+bool ticketkeys_parse(const char *text, size_t len, struct ticketkeys *out, int *line, char *err,
+                      size_t errlen)
 {
 	size_t pos = 0;
 

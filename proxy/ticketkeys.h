@@ -25,7 +25,8 @@ struct ticketkeys {
  * other line is one key, base64 (standard alphabet, padding optional, surrounding spaces and a
  * CR ignored). False with *line the 1-based line at fault (0: the file as a whole) and a
  * message in err that never quotes the file's content. */
-bool ticketkeys_parse(const char *text, size_t len, struct ticketkeys *out, int *line, char *err, size_t errlen);
+bool ticketkeys_parse(const char *text, size_t len, struct ticketkeys *out, int *line, char *err,
+                      size_t errlen);
 /* Overwrites the keys with zeros. */
 void ticketkeys_wipe(struct ticketkeys *k);
 

@@ -966,7 +966,7 @@ static size_t ticket_aad(unsigned char *aad, const unsigned char *key_name, cons
  * hourly (tls_tickets_rotate): no slot is ever written on a day a worker reads it, so the
  * readers need no lock. */
 
-#define AUTO_SLOTS 4
+#define AUTO_SLOTS  4
 #define AUTO_KEY_SZ 32
 #define DAY_SECONDS 86400
 
@@ -1048,7 +1048,8 @@ static bool master_keys(const struct ticket_key *k, struct ticketkeys *keys, uns
 
 /* The key name and the AEAD key that master key m gives the context ident. */
 static bool derive(const struct ticketkeys *keys, unsigned i, const unsigned char *ident,
-                   unsigned char name[WOLFSSL_TICKET_NAME_SZ], unsigned char key[CHACHA20_POLY1305_AEAD_KEYSIZE])
+                   unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                   unsigned char key[CHACHA20_POLY1305_AEAD_KEYSIZE])
 {
 	static const char salt[] = "livery session ticket keys v1";
 	unsigned char out[WOLFSSL_TICKET_NAME_SZ + CHACHA20_POLY1305_AEAD_KEYSIZE];
@@ -1071,7 +1072,8 @@ static bool ticket_crypt(WOLFSSL *ssl, const unsigned char *key, const unsigned 
 	if (enc)
 		return wc_ChaCha20Poly1305_Encrypt(key, iv, aad, (word32)aad_len, ticket, (word32)len, ticket,
 		                                   mac) == 0;
-	return wc_ChaCha20Poly1305_Decrypt(key, iv, aad, (word32)aad_len, ticket, (word32)len, mac, ticket) == 0;
+	return wc_ChaCha20Poly1305_Decrypt(key, iv, aad, (word32)aad_len, ticket, (word32)len, mac, ticket) ==
+	       0;
 }
 
 /* Opens a ticket with the master key whose derived name it carries. One made under a

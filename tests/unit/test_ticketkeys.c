@@ -79,7 +79,8 @@ static void test_refusals(void **state)
 	assert_int_equal(line, 0);
 	assert_false(parse("", &k, &line, err));
 	assert_false(parse(KEY_A "=A\n", &k, &line, err)); /* padding inside */
-	assert_false(parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9", &k, &line, err)); /* leftover bits */
+	assert_false(
+	        parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9", &k, &line, err)); /* leftover bits */
 }
 
 static void test_at_most_eight(void **state)
@@ -91,8 +92,8 @@ static void test_at_most_eight(void **state)
 	(void)state;
 	for (int i = 0; i < 9; i++) {
 		char key[80];
-		snprintf(key, sizeof(key), "%cAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n",
-		         'A' + i);
+		snprintf(key, sizeof(key),
+		         "%cAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n", 'A' + i);
 		strcat(text, key);
 		assert_int_equal(parse(text, &k, &line, err), i < 8);
 	}
