@@ -38,6 +38,26 @@ struct region_cfg {
 	int line;
 };
 
+/* How a tenant's clients authenticate (issue 12). */
+enum tenant_auth { TENANT_AUTH_PASSTHROUGH, TENANT_AUTH_LOCAL };
+
+struct users; /* users.h: a tenant's users_file */
+
+/* A tenant's authentication settings. The users table and the relay password are read by
+ * config_load (the master, as root, before the privilege drop and at every reload); the
+ * password is a secret: never logged, never printed by --check or `livery check`. */
+struct tenant_auth_cfg {
+	enum tenant_auth mode;
+	char **domains; /* passthrough: login names must be user@ one of these (none: any) */
+	size_t ndomains;
+	char *users_file;          /* local: absolute path */
+	struct users *users;       /* local: its table */
+	char *relay_user;          /* local: livery's own AUTH at the relay */
+	char *relay_password_file; /* local: absolute path */
+	char *relay_password;      /* local: its first line */
+	unsigned cache_ttl_ms;     /* local: how long a verified password is remembered */
+};
+
 struct tenant_cfg {
 	char *name;
 	char **hostnames; /* normalised: lower case, no trailing dot */
@@ -53,6 +73,7 @@ struct tenant_cfg {
 	int key_line;
 	char *names_src_file; /* where hostnames is set, for names no certificate covers */
 	int names_line;
+	struct tenant_auth_cfg auth;
 	/* The tenant in cfg->tenants: itself, also in the per-name copies certstore makes of it
 	 * (so per-tenant tables can index by origin - cfg->tenants). */
 	const struct tenant_cfg *origin;
@@ -83,6 +104,15 @@ struct limits_cfg {
 	unsigned relay_data_timeout_ms;
 	unsigned tls_timeout_ms;
 	unsigned shutdown_timeout_ms;
+};
+
+/* The per-worker pool of authenticated relay connections for local-mode tenants. */
+struct pool_cfg {
+	unsigned max_idle;        /* idle connections kept per (relay, verify name, credential) */
+	unsigned idle_timeout_ms; /* an idle connection older than this is closed */
+	unsigned max_messages;    /* messages per connection before it is retired */
+	unsigned max_age_ms;      /* a connection older than this is retired */
+	unsigned min_idle;        /* kept open (pre-warmed) per key; 0: none */
 };
 
 enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT, CONFIG_LOG_NONE };
@@ -119,6 +149,7 @@ struct config {
 	struct tenant_cfg *tenants;
 	size_t ntenants;
 	struct limits_cfg limits;
+	struct pool_cfg pool;
 	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
 	char *cert_dir_src_file;
 	int cert_dir_line;
