@@ -28,7 +28,7 @@ static const char *const local_ends[] = {
         "quit",        "client_timeout", "client_reset",   "client_tls_failed",
         "auth_failed", "limit",          "protocol_error", "drain"};
 #define NLOCAL_ENDS ARRAY_LEN(local_ends)
-#define NFAIL       UPSTREAM_VALIDATION_FAILURE /* upstream failures 1..NFAIL */
+#define NFAIL       UPSTREAM_AUTH /* upstream failures 1..NFAIL */
 #define NEND        (NLOCAL_ENDS + NFAIL + 1)
 /* Relay legs: 0 ok (TLS up), 1..NFAIL a failure, then closed before TLS was up. */
 #define NLEG (NFAIL + 2)

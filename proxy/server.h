@@ -15,6 +15,8 @@
 
 struct session;
 struct metrics;
+struct pool;
+struct localauth;
 
 struct server {
 	uv_loop_t *loop;
@@ -28,6 +30,8 @@ struct server {
 	struct iptable *unauth_legs;
 	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
 	struct metrics *metrics;                  /* this worker's counters (NULL: none) */
+	struct pool *pool;                        /* relay connections of local-mode tenants */
+	struct localauth *localauth;              /* local users' password checks */
 	uint64_t next_id;
 	int worker; /* the worker's pid: session ids ("w<pid>s<n>") stay unique across processes */
 	bool draining;

@@ -15,7 +15,9 @@
 
 #include "admin.h"
 #include "listener.h"
+#include "localauth.h"
 #include "log.h"
+#include "pool.h"
 #include "records.h"
 #include "server.h"
 #include "session.h"
@@ -122,6 +124,34 @@ static void on_drained(struct server *srv)
 	uv_walk(&w->loop, close_handle, NULL);
 }
 
+/* The pool closed its last connection (it only says so while draining). */
+static void on_pool_empty(void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->srv.draining && w->srv.nsessions == 0)
+		on_drained(&w->srv);
+}
+
+/* What the relay pool and the local password checks did, for operators and benchmarks. */
+static void log_auth_pool_stats(const struct worker *w)
+{
+	struct pool_stats ps;
+	struct localauth_stats ls;
+
+	pool_stats(w->srv.pool, &ps);
+	localauth_stats(w->srv.localauth, &ls);
+	if (ps.hits + ps.misses + ps.prewarmed == 0 && ls.ok + ls.failed == 0)
+		return;
+	log_info("worker: relay pool: %llu hits, %llu misses, %llu opened (%llu pre-warmed), retired: %llu dirty, %llu "
+	         "error, %llu idle_timeout, %llu max_age, %llu max_messages, %llu full, %llu rset_refused; local auth: "
+	         "%llu ok, %llu failed, %llu hashed, %llu cache hits",
+	         ps.hits, ps.misses, ps.opened, ps.prewarmed, ps.retired[POOL_RETIRE_DIRTY], ps.retired[POOL_RETIRE_ERROR],
+	         ps.retired[POOL_RETIRE_IDLE_TIMEOUT], ps.retired[POOL_RETIRE_MAX_AGE],
+	         ps.retired[POOL_RETIRE_MAX_MESSAGES], ps.retired[POOL_RETIRE_FULL], ps.retired[POOL_RETIRE_RSET], ls.ok,
+	         ls.failed, ls.hashed, ls.cache_hits);
+}
+
 static void end_all_sessions(struct worker *w)
 {
 	struct session *s = w->srv.sessions;
@@ -154,7 +184,9 @@ static void start_drain(struct worker *w)
 		admin_set_draining(w->admin);
 	else
 		admin_quiesce(w->admin);
-	if (w->srv.nsessions == 0)
+	log_auth_pool_stats(w);
+	pool_close(w->srv.pool); /* idle relay connections go now, lent ones when their session ends */
+	if (w->srv.nsessions == 0 && pool_is_empty(w->srv.pool))
 		on_drained(&w->srv);
 	else
 		uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv.cfg->limits.shutdown_timeout_ms, 0);
@@ -247,6 +279,8 @@ static bool start(struct worker *w, const struct worker_args *a)
 	                         .relay_sessions = tls_session_cache_new(),
 	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels)};
 	w->metrics_shm = a->metrics;
+	w->srv.localauth = localauth_new(&w->loop);
+	w->srv.pool = pool_new(&w->loop, &a->cfg->pool, on_pool_empty, w);
 	uv_timer_init(&w->loop, &w->drain_timer);
 	uv_prepare_init(&w->loop, &w->records);
 	uv_prepare_start(&w->records, flush_records);
@@ -264,6 +298,7 @@ static bool start(struct worker *w, const struct worker_args *a)
 		log_error("worker: %s", err);
 		return false;
 	}
+	session_prewarm(&w->srv);
 	return true;
 }
 
@@ -280,6 +315,8 @@ static void finish(struct worker *w)
 	metrics_free(w->srv.metrics);
 	records_close();
 	tls_session_cache_free(w->srv.relay_sessions);
+	pool_free(w->srv.pool);
+	localauth_free(w->srv.localauth);
 	tls_thread_cleanup();
 }
 
