@@ -14,6 +14,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "pool.h"
 #include "util.h"
 
 /* Histograms: fixed buckets (counted singly, made cumulative at render), then the count and
@@ -40,7 +41,8 @@ enum {
 	T_AUTH_OK = T_END + NEND,
 	T_AUTH_FAILED,
 	T_MSG,
-	T_CLIENT_IN = T_MSG + NCLASS,
+	T_LOCAL_AUTH = T_MSG + NCLASS, /* by enum localauth_result */
+	T_CLIENT_IN = T_LOCAL_AUTH + 3,
 	T_CLIENT_OUT,
 	T_DURATION,
 	T_FIELDS = T_DURATION + H_FIELDS
@@ -62,7 +64,11 @@ enum {
 	R_RELAY_OUT,
 	R_SETUP,
 	R_VERDICT = R_SETUP + H_FIELDS,
-	R_FIELDS = R_VERDICT + H_FIELDS
+	R_POOL_HIT = R_VERDICT + H_FIELDS,
+	R_POOL_MISS,
+	R_POOL_OPENED,
+	R_POOL_RETIRED, /* by enum pool_retire */
+	R_FIELDS = R_POOL_RETIRED + POOL_RETIRE_COUNT
 };
 
 typedef _Atomic uint64_t counter;
@@ -369,6 +375,30 @@ void metrics_auth(struct metrics *m, const struct tenant_cfg *t, bool ok)
 		add(&trow(m, t)[ok ? T_AUTH_OK : T_AUTH_FAILED], 1);
 }
 
+void metrics_local_auth(struct metrics *m, const struct tenant_cfg *t, enum localauth_result r)
+{
+	if (m)
+		add(&trow(m, t)[T_LOCAL_AUTH + (size_t)r], 1);
+}
+
+void metrics_pool_checkout(struct metrics *m, const struct tenant_cfg *t, bool hit)
+{
+	if (m)
+		add(&rrow(m, t->region)[hit ? R_POOL_HIT : R_POOL_MISS], 1);
+}
+
+void metrics_pool_opened(struct metrics *m, const struct tenant_cfg *t)
+{
+	if (m)
+		add(&rrow(m, t->region)[R_POOL_OPENED], 1);
+}
+
+void metrics_pool_retired(struct metrics *m, const struct tenant_cfg *t, enum pool_retire why)
+{
+	if (m)
+		add(&rrow(m, t->region)[R_POOL_RETIRED + (size_t)why], 1);
+}
+
 void metrics_message(struct metrics *m, const struct tenant_cfg *t, int code, const char *by, uint64_t dot_ns)
 {
 	if (!m)
@@ -504,6 +534,21 @@ static const char *direction(size_t i)
 	return i == 0 ? "in" : "out";
 }
 
+static const char *local_auth_label(size_t i)
+{
+	return i == LOCALAUTH_OK ? "ok" : i == LOCALAUTH_CACHED ? "cached" : "failed";
+}
+
+static const char *hit_miss(size_t i)
+{
+	return i == 0 ? "hit" : "miss";
+}
+
+static const char *retire_label(size_t i)
+{
+	return pool_retire_name((enum pool_retire)i);
+}
+
 static const char *false_true(size_t i)
 {
 	return i == 0 ? "false" : "true";
@@ -538,8 +583,11 @@ static const struct family families[] = {
          T_END, NEND, "end", end_label, NULL},
         {"livery_session_duration_seconds", "histogram", "Session duration, accept to close.", K_TENANT,
          T_DURATION, 0, NULL, NULL, long_bounds},
-        {"livery_auth_total", "counter", "AUTH verdicts of the relay.", K_TENANT, T_AUTH_OK, 2, "result",
-         ok_failed, NULL},
+        {"livery_auth_total", "counter", "AUTH verdicts: the relay's, or livery's for local-mode tenants.",
+         K_TENANT, T_AUTH_OK, 2, "result", ok_failed, NULL},
+        {"livery_local_auth_total", "counter",
+         "Local-mode password checks: ok (hashed), cached (within auth_cache_ttl, no hash), failed.", K_TENANT,
+         T_LOCAL_AUTH, 3, "result", local_auth_label, NULL},
         {"livery_messages_total", "counter",
          "Messages by verdict: the relay's reply class, refused by livery, or none (cut short).", K_TENANT,
          T_MSG, NCLASS, "result", class_label, NULL},
@@ -557,6 +605,13 @@ static const struct family families[] = {
          R_SETUP, 0, NULL, NULL, short_bounds},
         {"livery_relay_verdict_seconds", "histogram", "Time from the end of data to the relay's verdict.",
          K_REGION, R_VERDICT, 0, NULL, NULL, short_bounds},
+        {"livery_relay_pool_checkouts_total", "counter",
+         "Relay legs asked of the pool by local-mode sessions: hit (an idle connection reused), miss (a new one).",
+         K_REGION, R_POOL_HIT, 2, "result", hit_miss, NULL},
+        {"livery_relay_pool_opened_total", "counter", "Relay connections the pool opened (misses and pre-warming).",
+         K_REGION, R_POOL_OPENED, 1, NULL, NULL, NULL},
+        {"livery_relay_pool_retired_total", "counter", "Pooled relay connections closed, by reason.", K_REGION,
+         R_POOL_RETIRED, POOL_RETIRE_COUNT, "reason", retire_label, NULL},
 };
 
 static void put_histogram(FILE *f, const struct family *fa, const char *value, const uint64_t *h)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define POOL_SWEEP_MS 1000
@@ -27,6 +28,7 @@ struct pool_lease {
 struct pool {
 	uv_loop_t *loop;
 	const struct pool_cfg *cfg;
+	struct metrics *metrics; /* NULL: none */
 	uv_timer_t sweep;
 	struct pool_lease *conns;
 	unsigned n;
@@ -69,14 +71,20 @@ static unsigned count_spare(const struct pool *pool, const struct upstream_param
 	return n;
 }
 
+static void count_retired(struct pool_lease *l, enum pool_retire why)
+{
+	l->pool->st.retired[why]++;
+	metrics_pool_retired(l->pool->metrics, l->params.tenant, why);
+	l->state = PC_CLOSING;
+}
+
 static void retire(struct pool_lease *l, enum pool_retire why)
 {
 	if (l->state == PC_CLOSING)
 		return;
 	log_debug("pool: relay connection retired (%s) after %u message%s", pool_retire_name(why), l->messages,
 	          l->messages == 1 ? "" : "s");
-	l->pool->st.retired[why]++;
-	l->state = PC_CLOSING;
+	count_retired(l, why);
 	upstream_close(l->u, upstream_is_ready(l->u)); /* on_closed frees l */
 }
 
@@ -95,6 +103,7 @@ static struct pool_lease *lease_new(struct pool *pool, const struct upstream_par
 	pool->conns = l;
 	pool->n++;
 	pool->st.opened++;
+	metrics_pool_opened(pool->metrics, p->tenant);
 	return l;
 }
 
@@ -133,8 +142,7 @@ static void pc_on_failed(void *owner, const char *why)
 
 	log_info("pool: relay connection dropped while %s: %s", l->state == PC_IDLE ? "idle" : "not lent", why);
 	if (l->state != PC_CLOSING)
-		l->pool->st.retired[POOL_RETIRE_ERROR]++;
-	l->state = PC_CLOSING;
+		count_retired(l, POOL_RETIRE_ERROR);
 }
 
 static void pc_on_drain(void *owner)
@@ -183,12 +191,14 @@ static void on_sweep(uv_timer_t *t)
 	}
 }
 
-struct pool *pool_new(uv_loop_t *loop, const struct pool_cfg *cfg, void (*on_empty)(void *arg), void *arg)
+struct pool *pool_new(uv_loop_t *loop, const struct pool_cfg *cfg, struct metrics *metrics,
+                      void (*on_empty)(void *arg), void *arg)
 {
 	struct pool *p = xcalloc(1, sizeof(*p));
 
 	p->loop = loop;
 	p->cfg = cfg;
+	p->metrics = metrics;
 	p->on_empty = on_empty;
 	p->arg = arg;
 	uv_timer_init(loop, &p->sweep);
@@ -224,6 +234,7 @@ struct upstream *pool_checkout(struct pool *pool, const struct upstream_params *
 {
 	struct pool_lease *l = pool->closing ? NULL : find_idle(pool, p);
 
+	metrics_pool_checkout(pool->metrics, p->tenant, l != NULL);
 	if (l) {
 		pool->st.hits++;
 		pool->st.reused++;

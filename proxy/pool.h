@@ -13,6 +13,7 @@
 
 struct pool;
 struct pool_lease; /* a connection lent to a session */
+struct metrics;
 
 /* Why a connection left the pool; the names are the metrics' and logs' reasons. */
 enum pool_retire {
@@ -36,7 +37,8 @@ struct pool_stats {
 
 /* on_empty is called (from a libuv callback) when the pool is closing and its last
  * connection has closed. */
-struct pool *pool_new(uv_loop_t *loop, const struct pool_cfg *cfg, void (*on_empty)(void *arg), void *arg);
+struct pool *pool_new(uv_loop_t *loop, const struct pool_cfg *cfg, struct metrics *metrics,
+                      void (*on_empty)(void *arg), void *arg);
 /* After the loop has ended (the sweep timer is closed by then, with every handle). */
 void pool_free(struct pool *p);
 

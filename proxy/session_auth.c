@@ -6,6 +6,7 @@
 
 #include "localauth.h"
 #include "log.h"
+#include "metrics.h"
 #include "sasl.h"
 #include "session_int.h"
 #include "upstream.h"
@@ -19,6 +20,7 @@ static void on_verified(void *owner, enum localauth_result res)
 	struct session *s = owner;
 
 	s->verify = NULL;
+	metrics_local_auth(s->srv->metrics, s->tenant, res);
 	session_enter_state(s, SS_COMMAND);
 	if (res == LOCALAUTH_FAILED) {
 		log_info("%s: AUTH refused locally (tenant %s)", s->id, s->tenant->name);

@@ -280,7 +280,7 @@ static bool start(struct worker *w, const struct worker_args *a)
 	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels)};
 	w->metrics_shm = a->metrics;
 	w->srv.localauth = localauth_new(&w->loop);
-	w->srv.pool = pool_new(&w->loop, &a->cfg->pool, on_pool_empty, w);
+	w->srv.pool = pool_new(&w->loop, &a->cfg->pool, w->srv.metrics, on_pool_empty, w);
 	uv_timer_init(&w->loop, &w->drain_timer);
 	uv_prepare_init(&w->loop, &w->records);
 	uv_prepare_start(&w->records, flush_records);

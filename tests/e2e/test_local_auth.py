@@ -110,8 +110,9 @@ class LocalAuthTest(LocalAuthBase):
             self.assertEqual(self.relay.msg_data(n), h.dot_stuff(h.SAMPLE_BODY))
             # The relay saw the tenant's own account, never the customer's.
             self.assertTrue(self.relay.msg_env(n).startswith("AUTH %s\n" % RELAY_USER), self.relay.msg_env(n))
-        recs = [r for r in h.records(self.livery.log()) if r["record"] == "session" and r.get("user") == BOB]
-        self.assertTrue(recs and all(r.get("auth") == "local" for r in recs), recs)
+        recs = h.wait_until(lambda: [r for r in h.records(self.livery.log())
+                                     if r["record"] == "session" and r.get("user") == BOB], "bob's session records")
+        self.assertTrue(all(r.get("auth") == "local" for r in recs), recs)
 
     def test_wrong_password_gets_535_and_nothing_reaches_the_relay(self):
         events = len(self.relay.events())

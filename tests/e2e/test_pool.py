@@ -10,6 +10,7 @@ import signal
 
 import harness as h
 import test_local_auth as la
+import test_metrics as tm
 
 MAX_MESSAGES = 50
 
@@ -78,8 +79,8 @@ class PoolTest(PoolBase):
             senders.add(m.group(1))
         self.assertEqual(senders, {"seq%d@acme.test" % i for i in range(total)})
         self.assert_one_transaction_at_a_time(self.relay.connections())
-        recs = [r for r in h.records(self.livery.log()) if r["record"] == "session" and r.get("relay")]
-        self.assertTrue(any(r["relay"]["pooled"] for r in recs), "no session record says pooled")
+        h.wait_until(lambda: [r for r in h.records(self.livery.log()) if r["record"] == "session" and
+                              r.get("relay") and r["relay"]["pooled"]], "a session record that says pooled")
 
     def test_client_vanishing_mid_data_retires_its_connection(self):
         c = self.open_session()
@@ -143,8 +144,9 @@ class PrewarmTest(PoolBase):
         self.send_one(c, "warm@acme.test")
         self.quit(c)
         self.assertIn(self.conn_of("warm@acme.test")[0], conns)
-        rec = [r for r in h.records(self.livery.log()) if r["record"] == "session" and r.get("user") == la.ANN][-1]
-        self.assertTrue(rec["relay"]["pooled"], rec)
+        recs = h.wait_until(lambda: [r for r in h.records(self.livery.log())
+                                     if r["record"] == "session" and r.get("user") == la.ANN], "the session record")
+        self.assertTrue(recs[-1]["relay"]["pooled"], recs[-1])
 
     def test_reload_starts_an_empty_pool_and_the_old_one_closes(self):
         h.wait_until(lambda: len([e for e in self.relay.events() if " auth ok " in e]) >= 2, "two pre-warmed connections")
@@ -157,6 +159,35 @@ class PrewarmTest(PoolBase):
         self.send_one(c, "reloaded@acme.test")
         self.quit(c)
         self.assertNotIn(self.conn_of("reloaded@acme.test")[0], old)
+
+
+class PoolMetricsTest(PoolBase):
+    livery_class = tm.AdminLivery
+
+    @classmethod
+    def setUpClass(cls):
+        cfg = pool_config(cls.pool_extra)
+        cls.livery_config = {"top": cfg["top_extra"], "tenant_extra": cfg["tenant_extra"]}
+        h.ProxyTestCase.setUpClass.__func__(cls)
+
+    def test_local_auth_and_pool_counters(self):
+        for pw in (la.ANN_PW, la.ANN_PW, "wrong", la.ANN_PW):
+            c = self.starttls_session("smtp.acme.test", auth=False)
+            self.assertReply(c.cmd("AUTH PLAIN " + h.plain_auth(la.ANN, pw)), 235 if pw == la.ANN_PW else 535)
+            self.quit(c)
+        status, body = tm.http_get(self.livery.admin_port, "/metrics")
+        m = tm.parse_metrics(body)
+        v = lambda name, **labels: tm.value(m, name, **labels)
+        self.assertEqual(v("livery_local_auth_total", tenant="acme", result="ok"), 1, body)
+        self.assertEqual(v("livery_local_auth_total", tenant="acme", result="cached"), 2)
+        self.assertEqual(v("livery_local_auth_total", tenant="acme", result="failed"), 1)
+        self.assertEqual(v("livery_auth_total", tenant="acme", result="ok"), 3)
+        hits = v("livery_relay_pool_checkouts_total", region="relay", result="hit")
+        misses = v("livery_relay_pool_checkouts_total", region="relay", result="miss")
+        self.assertEqual(hits + misses, 4)
+        self.assertGreaterEqual(misses, 1)
+        self.assertEqual(v("livery_relay_pool_opened_total", region="relay"), misses)
+        self.assertIn('livery_relay_pool_retired_total{region="relay",reason="max_messages"} 0', body)
 
 
 if __name__ == "__main__":
