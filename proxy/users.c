@@ -108,9 +108,10 @@ struct users *users_parse(const char *text, size_t len, char *err, size_t errlen
 		}
 		off += n + (nl != NULL);
 	}
-	if (u->n > 0)
+	if (u->n > 0) {
 		u->decoy = xstrdup(u->v[0].hash);
-	qsort(u->v, u->n, sizeof(*u->v), cmp_entry);
+		qsort(u->v, u->n, sizeof(*u->v), cmp_entry);
+	}
 	if (find_duplicate(u, why, sizeof(why))) {
 		snprintf(err, errlen, "%s", why);
 		users_free(u);
