@@ -32,6 +32,9 @@ struct pool {
 	uv_timer_t sweep;
 	struct pool_lease *conns;
 	unsigned n;
+	/* The keys pool_prewarm was asked for: kept at min_idle by the sweep. */
+	struct upstream_params *keys;
+	size_t nkeys;
 	bool closing;
 	void (*on_empty)(void *arg);
 	void *arg;
@@ -177,11 +180,17 @@ static const struct upstream_ops pool_ops = {
 
 /* ---- idle connections age ---- */
 
+static void top_up(struct pool *pool, const struct upstream_params *p);
+
+/* Once a second: idle connections age out, and pre-warmed keys are topped up again (after a
+ * retirement, or a relay that was down: at most min_idle attempts a second per key). */
 static void on_sweep(uv_timer_t *t)
 {
 	struct pool *pool = container_of(t, struct pool, sweep);
 	uint64_t now = uv_now(pool->loop);
 
+	for (size_t i = 0; i < pool->nkeys; i++)
+		top_up(pool, &pool->keys[i]);
 	for (struct pool_lease *l = pool->conns, *next; l; l = next) {
 		next = l->next; /* retire does not free l now: on_closed comes on a later turn */
 		if (l->state == PC_IDLE && now - l->idle_since >= pool->cfg->idle_timeout_ms)
@@ -209,6 +218,8 @@ struct pool *pool_new(uv_loop_t *loop, const struct pool_cfg *cfg, struct metric
 
 void pool_free(struct pool *p)
 {
+	if (p)
+		free(p->keys);
 	free(p);
 }
 
@@ -291,7 +302,7 @@ void pool_checkin(struct pool *pool, struct pool_lease *l, bool clean, unsigned 
 	upstream_send(l->u, "RSET\r\n", 6, 1);
 }
 
-void pool_prewarm(struct pool *pool, const struct upstream_params *p)
+static void top_up(struct pool *pool, const struct upstream_params *p)
 {
 	if (pool->closing)
 		return;
@@ -300,6 +311,22 @@ void pool_prewarm(struct pool *pool, const struct upstream_params *p)
 		pool->st.prewarmed++;
 		l->u = upstream_start(&l->params, &pool_ops, l);
 	}
+}
+
+void pool_prewarm(struct pool *pool, const struct upstream_params *p)
+{
+	size_t i = 0;
+
+	if (pool->cfg->min_idle == 0)
+		return;
+	while (i < pool->nkeys && !same_key(&pool->keys[i], p))
+		i++;
+	if (i == pool->nkeys) {
+		pool->keys = xrealloc(pool->keys, (pool->nkeys + 1) * sizeof(*pool->keys));
+		pool->keys[pool->nkeys++] = *p;
+		pool->keys[i].log_id = "pool";
+	}
+	top_up(pool, p);
 }
 
 void pool_close(struct pool *pool)

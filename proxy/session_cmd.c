@@ -282,6 +282,10 @@ static enum session_cmd_result cmd_quit(struct session *s, const struct smtp_cmd
 		session_wait(s, SESSION_WAIT_REPLIES); /* the reply to QUIT closes the session */
 		return res;
 	}
+	if (session_relay_owed(s)) { /* local mode: the verdicts pipelined ahead of QUIT first */
+		session_wait(s, SESSION_WAIT_REPLIES);
+		return SC_WAIT;
+	}
 	session_reply(s, 221, "2.0.0 %s Service closing transmission channel", s->brand);
 	session_flush_local(s);
 	session_close(s, SE_QUIT, "client quit");

@@ -82,6 +82,22 @@ class PoolTest(PoolBase):
         h.wait_until(lambda: [r for r in h.records(self.livery.log()) if r["record"] == "session" and
                               r.get("relay") and r["relay"]["pooled"]], "a session record that says pooled")
 
+    def test_quit_pipelined_after_the_data_waits_for_the_verdict(self):
+        c = self.open_session()
+        c.send("MAIL FROM:<piped@acme.test>\r\nRCPT TO:<rcpt@example.test>\r\nDATA\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.reply(), 354)
+        c.send(h.dot_stuff(h.SAMPLE_BODY) + b".\r\nQUIT\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.reply(), 221)
+        c.read_eof()
+        (n,) = self.conn_of("piped@acme.test")
+        h.wait_until(lambda: self.relay.conn_raw(n).endswith(b"RSET\r\n"), "the RSET after the session")
+        c = self.open_session()
+        self.send_one(c, "after-piped@acme.test")
+        self.quit(c)
+
     def test_client_vanishing_mid_data_retires_its_connection(self):
         c = self.open_session()
         self.assertReply(c.cmd("MAIL FROM:<vanish@acme.test>"), 250)
