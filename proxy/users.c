@@ -12,6 +12,7 @@
 
 struct user_entry {
 	char *name, *hash;
+	unsigned line;
 };
 
 struct users {
@@ -53,7 +54,7 @@ static int cmp_entry(const void *a, const void *b)
 }
 
 /* One line without its end: adds it to u, or explains in err why not. */
-static bool parse_line(struct users *u, const char *line, size_t len, char *err, size_t errlen)
+static bool parse_line(struct users *u, unsigned lineno, const char *line, size_t len, char *err, size_t errlen)
 {
 	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r'))
 		len--;
@@ -76,15 +77,17 @@ static bool parse_line(struct users *u, const char *line, size_t len, char *err,
 		return false;
 	}
 	u->v = xrealloc(u->v, (u->n + 1) * sizeof(*u->v));
-	u->v[u->n++] = (struct user_entry){.name = xstrndup(line, nlen), .hash = hash};
+	u->v[u->n++] = (struct user_entry){.name = xstrndup(line, nlen), .hash = hash, .line = lineno};
 	return true;
 }
 
 static bool find_duplicate(const struct users *u, char *err, size_t errlen)
 {
 	for (size_t i = 1; i < u->n; i++) {
-		if (strcmp(u->v[i - 1].name, u->v[i].name) == 0) {
-			snprintf(err, errlen, "user '%s' is listed twice", u->v[i].name);
+		const struct user_entry *a = &u->v[i - 1], *b = &u->v[i];
+		if (strcmp(a->name, b->name) == 0) {
+			snprintf(err, errlen, "line %u: user '%s' is listed twice (first on line %u)",
+			         a->line > b->line ? a->line : b->line, a->name, a->line < b->line ? a->line : b->line);
 			return true;
 		}
 	}
@@ -101,7 +104,7 @@ struct users *users_parse(const char *text, size_t len, char *err, size_t errlen
 		const char *nl = memchr(text + off, '\n', len - off);
 		size_t n = nl ? (size_t)(nl - (text + off)) : len - off;
 		lineno++;
-		if (memchr(text + off, '\0', n) || !parse_line(u, text + off, n, why, sizeof(why))) {
+		if (memchr(text + off, '\0', n) || !parse_line(u, lineno, text + off, n, why, sizeof(why))) {
 			snprintf(err, errlen, "line %u: %s", lineno, memchr(text + off, '\0', n) ? "a NUL byte" : why);
 			users_free(u);
 			return NULL;
@@ -112,8 +115,7 @@ struct users *users_parse(const char *text, size_t len, char *err, size_t errlen
 		u->decoy = xstrdup(u->v[0].hash);
 		qsort(u->v, u->n, sizeof(*u->v), cmp_entry);
 	}
-	if (find_duplicate(u, why, sizeof(why))) {
-		snprintf(err, errlen, "%s", why);
+	if (find_duplicate(u, err, errlen)) {
 		users_free(u);
 		return NULL;
 	}

@@ -11,7 +11,7 @@ struct users;
 /* Parses a users_file's text. Blank lines and lines starting with '#' are skipped; every other
  * line is "user:hash" with a crypt(3) hash livery can verify (yescrypt $y$, $gy$, bcrypt $2b$
  * or $2y$, sha512crypt $6$, sha256crypt $5$). Returns NULL with "line N: message" in err (the
- * caller adds the file name) for a malformed line or a user listed twice. */
+ * caller adds the file name) for a malformed line, or a user listed twice. */
 struct users *users_parse(const char *text, size_t len, char *err, size_t errlen);
 void users_free(struct users *u);
 size_t users_count(const struct users *u);

@@ -6,6 +6,8 @@ a credential. The relay password never appears in any output."""
 
 import base64
 import os
+import re
+import signal
 import subprocess
 import warnings
 
@@ -193,6 +195,83 @@ class RelayRefusesLiveryTest(LocalAuthBase):
         line = [l for l in self.livery.log().splitlines() if "REFUSED livery's AUTH" in l][0]
         self.assertIn("error", line)
         self.assertNotIn(self.relay_password, self.livery.log())
+
+
+class RotationTest(LocalAuthBase):
+    """A reseller rotates a customer's password: a new users_file line and a reload."""
+
+    def test_reload_rotates_a_password(self):
+        c, r = self.session("smtp.acme.test", ANN, ANN_PW)
+        self.assertReply(r, 235)
+        self.quit_session(c)
+        users = re.search(r'users_file = "([^"]*acme.users)"', h.read_text(self.livery.config_path)).group(1)
+        text = h.read_text(users)
+        with open(users, "w") as f:
+            f.write("\n".join(l for l in text.splitlines() if not l.startswith(ANN + ":")) + "\n" +
+                    passwd(ANN, "rotated-pw") + "\n")
+        n = len(re.findall("reloaded: generation", self.livery.log()))
+        self.livery.proc.send_signal(signal.SIGHUP)
+        h.wait_until(lambda: len(re.findall("reloaded: generation", self.livery.log())) > n, "the reload")
+        c, r = self.session("smtp.acme.test", ANN, ANN_PW)
+        self.assertReply(r, 535, "5.7.8")
+        c, r = self.session("smtp.acme.test", ANN, "rotated-pw")
+        self.assertReply(r, 235)
+        self.quit_session(c)
+        # A broken users file rejects the reload with file:line; the serving generation goes on.
+        with open(users, "a") as f:
+            f.write("broken line\n")
+        self.livery.proc.send_signal(signal.SIGHUP)
+        h.wait_until(lambda: re.search(r"acme\.users:\d+: expected user:hash", self.livery.log()), "the rejection")
+        c, r = self.session("smtp.acme.test", ANN, "rotated-pw")
+        self.assertReply(r, 235)
+
+    def quit_session(self, c):
+        self.assertReply(c.cmd("QUIT"), 221)
+        c.read_eof()
+
+
+class ConfigErrorsTest(h.ProxyTestCase):
+    """Local mode's settings are validated with file:line, and their files read at load."""
+
+    def check(self, tenant_lines, d):
+        path = os.path.join(d, "livery.conf")
+        with open(path, "w") as f:
+            f.write(h.config_text(h.certs(), self.relay.port, 2525, 4650, tenant_extra={"acme": tenant_lines}))
+        r = self.run_tool([h.LIVERY_BIN, "--check", "-c", path])
+        return r.returncode, (r.stdout + r.stderr).decode(), path
+
+    def test_errors(self):
+        d = h.scratch("local-auth-config")
+        acme, _, pw = local_files(d)
+        cases = [
+            (['auth = "local";', 'relay_user = "r";', 'relay_password_file = "%s";' % pw],
+             r"livery\.conf:\d+: tenant 'acme': auth = \"local\" needs 'users_file'"),
+            (['auth = "local";', 'users_file = "%s";' % acme, 'relay_password_file = "%s";' % pw],
+             r"needs 'relay_user'"),
+            (['auth = "local";', 'users_file = "%s";' % acme, 'relay_user = "r";',
+              'relay_password_file = "%s/missing";' % d], r"livery\.conf:\d+: cannot read relay_password_file"),
+            (['auth = "local";', 'users_file = "%s/missing";' % d, 'relay_user = "r";',
+              'relay_password_file = "%s";' % pw], r"livery\.conf:\d+: cannot read users_file"),
+            (['users_file = "%s";' % acme], r"'users_file' is only used with auth = \"local\""),
+            (['auth = "ldap";'], r"'auth' must be \"passthrough\" or \"local\""),
+            (['auth_domains = [ "not a domain" ];'], r"is not a valid domain"),
+        ]
+        for lines, want in cases:
+            rc, out, path = self.check(lines, d)
+            self.assertEqual(rc, 2, out)
+            self.assertRegex(out, want)
+            self.assertNotIn(RELAY_PASSWORD, out)
+        bad = os.path.join(d, "bad.users")
+        with open(bad, "w") as f:
+            f.write("# ok\nann:$6$salt$hash\nann:$6$salt$hash\n")
+        rc, out, _ = self.check(['auth = "local";', 'users_file = "%s";' % bad, 'relay_user = "r";',
+                                 'relay_password_file = "%s";' % pw], d)
+        self.assertEqual(rc, 2)
+        self.assertIn("bad.users", out)
+        self.assertIn("listed twice", out)
+        rc, out, _ = self.check(local_tenant(acme, pw), d)
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn(RELAY_PASSWORD, out)
 
 
 class PasswdTest(h.ProxyTestCase):

@@ -68,7 +68,7 @@ static void test_bad_lines(void **state)
 	assert_refused("ann:$1$md5salt$abcdefghijklmnopqrstuv\n",
 	               "line 1: the hash is not a supported crypt(3) hash ($y$, $2b$, $6$; see livery passwd)");
 	assert_refused("ann:$y$\n", "line 1: the hash is not a supported crypt(3) hash ($y$, $2b$, $6$; see livery passwd)");
-	assert_refused("ann:" Y1 "\nbob:" B1 "\nann:" S1 "\n", "user 'ann' is listed twice");
+	assert_refused("ann:" Y1 "\nbob:" B1 "\nann:" S1 "\n", "line 3: user 'ann' is listed twice (first on line 1)");
 	char nul[] = "ann:" Y1 "\nb\0b:" B1 "\n";
 	char err[200];
 	assert_null(users_parse(nul, sizeof(nul) - 1, err, sizeof(err)));
