@@ -35,16 +35,24 @@ struct localauth {
 	unsigned char key[MAC_LEN];
 	struct cache_entry *cache; /* CACHE_SLOTS */
 	struct localauth_stats stats;
+	/* Answers that need no hash (cache hits) go out from here, on the next loop turn, without
+	 * a round trip through the thread pool. */
+	uv_idle_t deliver;
+	struct localauth_req *ready;
+	struct localauth_req *hashing; /* requests on the thread pool, for single flight */
 };
 
 struct localauth_req {
 	uv_work_t work;
+	struct localauth_req *next;      /* in a->ready, a->hashing or a leader's followers */
+	struct localauth_req *followers; /* the same user and password asked meanwhile */
+	enum localauth_result result;
 	struct localauth *a;
 	const struct tenant_cfg *tenant;
 	localauth_cb cb;
 	void *owner; /* NULL once cancelled */
 	const char *hash;
-	bool known, cached, ok;
+	bool known, ok;
 	char user[SASL_FIELD_MAX + 1];
 	char password[SASL_FIELD_MAX + 1];
 	unsigned char mac[MAC_LEN];
@@ -73,6 +81,7 @@ struct localauth *localauth_new(uv_loop_t *loop)
 
 	a->loop = loop;
 	a->cache = xcalloc(CACHE_SLOTS, sizeof(*a->cache));
+	uv_idle_init(loop, &a->deliver); /* closed with the loop's other handles */
 	if (getrandom(a->key, sizeof(a->key), 0) != (ssize_t)sizeof(a->key))
 		abort(); /* no randomness at all: nothing safe to do */
 	return a;
@@ -82,6 +91,12 @@ void localauth_free(struct localauth *a)
 {
 	if (!a)
 		return;
+	/* Answers still waiting for a loop turn that never came (the loop ended first). */
+	for (struct localauth_req *r = a->ready, *next; r; r = next) {
+		next = r->next;
+		explicit_bzero(r, sizeof(*r));
+		free(r);
+	}
 	explicit_bzero(a->cache, CACHE_SLOTS * sizeof(*a->cache));
 	explicit_bzero(a->key, sizeof(a->key));
 	free(a->cache);
@@ -139,8 +154,6 @@ static void verify_work(uv_work_t *w)
 {
 	struct localauth_req *r = container_of(w, struct localauth_req, work);
 
-	if (r->cached)
-		return;
 	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
 	const char *out = crypt_rn(r->password, r->hash, cd, (int)sizeof(*cd));
 	r->ok = r->known && out && out[0] != '*' && strings_equal_ct(out, r->hash);
@@ -148,24 +161,68 @@ static void verify_work(uv_work_t *w)
 	free(cd);
 }
 
-static void verify_done(uv_work_t *w, int status)
+/* The answer goes to the owner (unless it cancelled), and the request away. */
+static void deliver(struct localauth_req *r, enum localauth_result res)
 {
-	struct localauth_req *r = container_of(w, struct localauth_req, work);
 	struct localauth *a = r->a;
-	enum localauth_result res = r->cached ? LOCALAUTH_CACHED : r->ok ? LOCALAUTH_OK : LOCALAUTH_FAILED;
 
-	if (status != 0)
-		res = LOCALAUTH_FAILED;
-	a->stats.hashed += !r->cached && status == 0;
 	a->stats.cache_hits += res == LOCALAUTH_CACHED;
 	a->stats.ok += res != LOCALAUTH_FAILED;
 	a->stats.failed += res == LOCALAUTH_FAILED;
-	if (res == LOCALAUTH_OK && r->tenant->auth.cache_ttl_ms > 0)
-		cache_put(a, r);
 	if (r->owner)
 		r->cb(r->owner, res);
 	explicit_bzero(r, sizeof(*r));
 	free(r);
+}
+
+static void unlink_hashing(struct localauth *a, struct localauth_req *r)
+{
+	for (struct localauth_req **p = &a->hashing; *p; p = &(*p)->next) {
+		if (*p == r) {
+			*p = r->next;
+			return;
+		}
+	}
+}
+
+static void verify_done(uv_work_t *w, int status)
+{
+	struct localauth_req *r = container_of(w, struct localauth_req, work);
+	struct localauth *a = r->a;
+	enum localauth_result res = status == 0 && r->ok ? LOCALAUTH_OK : LOCALAUTH_FAILED;
+
+	unlink_hashing(a, r);
+	a->stats.hashed += status == 0;
+	if (res == LOCALAUTH_OK && r->tenant->auth.cache_ttl_ms > 0)
+		cache_put(a, r);
+	for (struct localauth_req *f = r->followers, *next; f; f = next) {
+		next = f->next;
+		deliver(f, res == LOCALAUTH_OK ? LOCALAUTH_CACHED : LOCALAUTH_FAILED);
+	}
+	deliver(r, res);
+}
+
+static void on_deliver(uv_idle_t *h)
+{
+	struct localauth *a = container_of(h, struct localauth, deliver);
+	struct localauth_req *list = a->ready;
+
+	uv_idle_stop(h);
+	a->ready = NULL;
+	for (struct localauth_req *next; list; list = next) {
+		next = list->next;
+		deliver(list, list->result);
+	}
+}
+
+/* The same user with the same password already on the thread pool: its answer will do. */
+static struct localauth_req *same_flight(const struct localauth *a, const struct localauth_req *r)
+{
+	for (struct localauth_req *h = a->hashing; h; h = h->next) {
+		if (h->tenant == r->tenant && strcmp(h->user, r->user) == 0 && equal_ct(h->mac, r->mac, MAC_LEN))
+			return h;
+	}
+	return NULL;
 }
 
 struct localauth_req *localauth_verify(struct localauth *a, const struct tenant_cfg *t, const char *user,
@@ -186,10 +243,22 @@ struct localauth_req *localauth_verify(struct localauth *a, const struct tenant_
 		r->hash = users_decoy(users) ? users_decoy(users) : decoy_hash;
 	password_mac(a, r);
 	const struct cache_entry *e = r->known ? cache_find(a, r) : NULL;
-	r->cached = e && equal_ct(e->mac, r->mac, MAC_LEN);
-	/* Even a cache hit is answered from the pool's completion, on a later loop turn. */
-	if (uv_queue_work(a->loop, &r->work, verify_work, verify_done) != 0)
-		abort(); /* broken invariant: uv_queue_work fails only for a NULL callback */
+	struct localauth_req *leader = r->known && !e ? same_flight(a, r) : NULL;
+	if (e && equal_ct(e->mac, r->mac, MAC_LEN)) {
+		/* Answered on the next loop turn, never from inside this call. */
+		r->result = LOCALAUTH_CACHED;
+		r->next = a->ready;
+		a->ready = r;
+		uv_idle_start(&a->deliver, on_deliver);
+	} else if (leader) {
+		r->next = leader->followers;
+		leader->followers = r;
+	} else {
+		r->next = a->hashing;
+		a->hashing = r;
+		if (uv_queue_work(a->loop, &r->work, verify_work, verify_done) != 0)
+			abort(); /* broken invariant: uv_queue_work fails only for a NULL callback */
+	}
 	return r;
 }
 
