@@ -1,6 +1,6 @@
-/* localauth: verifies local users' passwords (crypt(3) on libuv's thread pool, never on the loop) and remembers
- * recent successes for auth_cache_ttl, keyed by tenant, user and an HMAC of the password under a per-process
- * random key; one per worker. */
+/* localauth: verifies local users' passwords (crypt(3) on libuv's thread pool, never on the loop) and
+ * remembers recent successes for auth_cache_ttl, keyed by tenant, user and an HMAC of the password under a
+ * per-process random key; one per worker. */
 #include "localauth.h"
 
 #include <crypt.h>
@@ -17,11 +17,12 @@
 #include "util.h"
 
 #define CACHE_SLOTS 1024
-#define MAC_LEN 32
+#define MAC_LEN     32
 
 /* Checked for a user the table does not know, when the table is empty: no user is known then,
  * so its cost does not matter. Not the hash of any password anyone uses. */
-static const char decoy_hash[] = "$6$VdH.39a57gJcn.wx$lydwlz6ia.fneF3SU07Uaz0D2LZ3oXjsl.7x8IRDkpdDWSpaGrvpyuRQJlJE4vPKZC5DavEIuJYrg7WedLHd01";
+static const char decoy_hash[] = "$6$VdH.39a57gJcn.wx$lydwlz6ia.fneF3SU07Uaz0D2LZ3oXjsl."
+                                 "7x8IRDkpdDWSpaGrvpyuRQJlJE4vPKZC5DavEIuJYrg7WedLHd01";
 
 struct cache_entry {
 	const struct tenant_cfg *tenant; /* NULL: a free slot */
@@ -108,7 +109,8 @@ static void password_mac(const struct localauth *a, struct localauth_req *r)
 {
 	Hmac h;
 
-	if (wc_HmacInit(&h, NULL, INVALID_DEVID) != 0 || wc_HmacSetKey(&h, WC_SHA256, a->key, sizeof(a->key)) != 0 ||
+	if (wc_HmacInit(&h, NULL, INVALID_DEVID) != 0 ||
+	    wc_HmacSetKey(&h, WC_SHA256, a->key, sizeof(a->key)) != 0 ||
 	    wc_HmacUpdate(&h, (const byte *)r->user, (word32)strlen(r->user) + 1) != 0 ||
 	    wc_HmacUpdate(&h, (const byte *)r->password, (word32)strlen(r->password)) != 0 ||
 	    wc_HmacFinal(&h, r->mac) != 0)
@@ -219,7 +221,8 @@ static void on_deliver(uv_idle_t *h)
 static struct localauth_req *same_flight(const struct localauth *a, const struct localauth_req *r)
 {
 	for (struct localauth_req *h = a->hashing; h; h = h->next) {
-		if (h->tenant == r->tenant && strcmp(h->user, r->user) == 0 && equal_ct(h->mac, r->mac, MAC_LEN))
+		if (h->tenant == r->tenant && strcmp(h->user, r->user) == 0 &&
+		    equal_ct(h->mac, r->mac, MAC_LEN))
 			return h;
 	}
 	return NULL;

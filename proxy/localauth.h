@@ -1,6 +1,6 @@
-/* localauth: verifies local users' passwords (crypt(3) on libuv's thread pool, never on the loop) and remembers
- * recent successes for auth_cache_ttl, keyed by tenant, user and an HMAC of the password under a per-process
- * random key; one per worker. */
+/* localauth: verifies local users' passwords (crypt(3) on libuv's thread pool, never on the loop) and
+ * remembers recent successes for auth_cache_ttl, keyed by tenant, user and an HMAC of the password under a
+ * per-process random key; one per worker. */
 #ifndef LIVERY_LOCALAUTH_H
 #define LIVERY_LOCALAUTH_H
 

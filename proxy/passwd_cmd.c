@@ -1,5 +1,5 @@
-/* passwd_cmd: `livery passwd`: reads a password from the terminal (no echo, asked twice) or from stdin and prints
- * its yescrypt hash, one line for a tenant's users_file. */
+/* passwd_cmd: `livery passwd`: reads a password from the terminal (no echo, asked twice) or from stdin and
+ * prints its yescrypt hash, one line for a tenant's users_file. */
 #include "passwd_cmd.h"
 
 #include <crypt.h>
@@ -90,7 +90,8 @@ int passwd_cmd_main(int argc, char **argv)
 	}
 	bool ok = isatty(STDIN_FILENO) ? read_tty(pass, sizeof(pass)) : read_line(stdin, pass, sizeof(pass));
 	if (!ok) {
-		fprintf(stderr, "livery passwd: no password read (one line, 1 to %d octets)\n", SASL_FIELD_MAX);
+		fprintf(stderr, "livery passwd: no password read (one line, 1 to %d octets)\n",
+		        SASL_FIELD_MAX);
 		explicit_bzero(pass, sizeof(pass));
 		return 2;
 	}

@@ -1,5 +1,5 @@
-/* passwd_cmd: `livery passwd`: reads a password from the terminal (no echo, asked twice) or from stdin and prints
- * its yescrypt hash, one line for a tenant's users_file. */
+/* passwd_cmd: `livery passwd`: reads a password from the terminal (no echo, asked twice) or from stdin and
+ * prints its yescrypt hash, one line for a tenant's users_file. */
 #ifndef LIVERY_PASSWD_CMD_H
 #define LIVERY_PASSWD_CMD_H
 

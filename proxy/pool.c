@@ -1,6 +1,6 @@
-/* pool: one worker's warm relay connections for local-mode tenants: authenticated, verified-TLS upstreams kept
- * per (region, TLS context, credential), lent to one session at a time, reset with RSET between sessions,
- * retired by age, message count, idle time or any error. */
+/* pool: one worker's warm relay connections for local-mode tenants: authenticated, verified-TLS upstreams
+ * kept per (region, TLS context, credential), lent to one session at a time, reset with RSET between
+ * sessions, retired by age, message count, idle time or any error. */
 #include "pool.h"
 
 #include <stdlib.h>
@@ -46,10 +46,14 @@ static const struct upstream_ops pool_ops;
 const char *pool_retire_name(enum pool_retire r)
 {
 	static const char *const names[] = {
-	        [POOL_RETIRE_DIRTY] = "dirty",           [POOL_RETIRE_ERROR] = "error",
-	        [POOL_RETIRE_IDLE_TIMEOUT] = "idle_timeout", [POOL_RETIRE_MAX_AGE] = "max_age",
-	        [POOL_RETIRE_MAX_MESSAGES] = "max_messages", [POOL_RETIRE_FULL] = "full",
-	        [POOL_RETIRE_RSET] = "rset_refused",     [POOL_RETIRE_SHUTDOWN] = "shutdown",
+	        [POOL_RETIRE_DIRTY] = "dirty",
+	        [POOL_RETIRE_ERROR] = "error",
+	        [POOL_RETIRE_IDLE_TIMEOUT] = "idle_timeout",
+	        [POOL_RETIRE_MAX_AGE] = "max_age",
+	        [POOL_RETIRE_MAX_MESSAGES] = "max_messages",
+	        [POOL_RETIRE_FULL] = "full",
+	        [POOL_RETIRE_RSET] = "rset_refused",
+	        [POOL_RETIRE_SHUTDOWN] = "shutdown",
 	};
 	return names[r];
 }
@@ -85,8 +89,8 @@ static void retire(struct pool_lease *l, enum pool_retire why)
 {
 	if (l->state == PC_CLOSING)
 		return;
-	log_debug("pool: relay connection retired (%s) after %u message%s", pool_retire_name(why), l->messages,
-	          l->messages == 1 ? "" : "s");
+	log_debug("pool: relay connection retired (%s) after %u message%s", pool_retire_name(why),
+	          l->messages, l->messages == 1 ? "" : "s");
 	count_retired(l, why);
 	upstream_close(l->u, upstream_is_ready(l->u)); /* on_closed frees l */
 }
@@ -143,7 +147,8 @@ static void pc_on_failed(void *owner, const char *why)
 {
 	struct pool_lease *l = owner;
 
-	log_info("pool: relay connection dropped while %s: %s", l->state == PC_IDLE ? "idle" : "not lent", why);
+	log_info("pool: relay connection dropped while %s: %s", l->state == PC_IDLE ? "idle" : "not lent",
+	         why);
 	if (l->state != PC_CLOSING)
 		count_retired(l, POOL_RETIRE_ERROR);
 }
@@ -240,8 +245,8 @@ static struct pool_lease *find_idle(struct pool *pool, const struct upstream_par
 	return NULL;
 }
 
-struct upstream *pool_checkout(struct pool *pool, const struct upstream_params *p, const struct upstream_ops *ops,
-                               void *owner, struct pool_lease **lease)
+struct upstream *pool_checkout(struct pool *pool, const struct upstream_params *p,
+                               const struct upstream_ops *ops, void *owner, struct pool_lease **lease)
 {
 	struct pool_lease *l = pool->closing ? NULL : find_idle(pool, p);
 

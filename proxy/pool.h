@@ -1,6 +1,6 @@
-/* pool: one worker's warm relay connections for local-mode tenants: authenticated, verified-TLS upstreams kept
- * per (region, TLS context, credential), lent to one session at a time, reset with RSET between sessions,
- * retired by age, message count, idle time or any error. */
+/* pool: one worker's warm relay connections for local-mode tenants: authenticated, verified-TLS upstreams
+ * kept per (region, TLS context, credential), lent to one session at a time, reset with RSET between
+ * sessions, retired by age, message count, idle time or any error. */
 #ifndef LIVERY_POOL_H
 #define LIVERY_POOL_H
 
@@ -44,8 +44,8 @@ void pool_free(struct pool *p);
 
 /* A leg for a session: an idle connection of the same key (ready at once, rebound to ops and
  * owner), else a new upstream started with p. *lease is what pool_checkin takes back. */
-struct upstream *pool_checkout(struct pool *pool, const struct upstream_params *p, const struct upstream_ops *ops,
-                               void *owner, struct pool_lease **lease);
+struct upstream *pool_checkout(struct pool *pool, const struct upstream_params *p,
+                               const struct upstream_ops *ops, void *owner, struct pool_lease **lease);
 /* The session is done with its leg (and hears nothing more of it; its on_closed is not
  * called). clean: no transaction, reply or message content open, so RSET makes it reusable;
  * messages: how many the session sent on it. */

@@ -1,5 +1,5 @@
-/* sasl: SASL PLAIN and LOGIN credentials for local authentication: decoding the client's responses into a user
- * name and password, encoding livery's own for the relay, and the auth_domains rule; pure functions. */
+/* sasl: SASL PLAIN and LOGIN credentials for local authentication: decoding the client's responses into a
+ * user name and password, encoding livery's own for the relay, and the auth_domains rule; pure functions. */
 #include "sasl.h"
 
 #include <string.h>

@@ -1,5 +1,6 @@
-/* session_auth: the client's AUTH in local mode: livery answers the SASL exchange itself, has localauth check the
- * password, and holds the 235 until the relay leg (authenticated with the tenant's own credentials) is ready. */
+/* session_auth: the client's AUTH in local mode: livery answers the SASL exchange itself, has localauth check
+ * the password, and holds the 235 until the relay leg (authenticated with the tenant's own credentials) is
+ * ready. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-/* users: a tenant's local users table (users_file: one "user:hash" a line, crypt(3) hashes); a pure parser and
- * lookups, no I/O. */
+/* users: a tenant's local users table (users_file: one "user:hash" a line, crypt(3) hashes); a pure parser
+ * and lookups, no I/O. */
 #include "users.h"
 
 #include <stdio.h>
@@ -54,7 +54,8 @@ static int cmp_entry(const void *a, const void *b)
 }
 
 /* One line without its end: adds it to u, or explains in err why not. */
-static bool parse_line(struct users *u, unsigned lineno, const char *line, size_t len, char *err, size_t errlen)
+static bool parse_line(struct users *u, unsigned lineno, const char *line, size_t len, char *err,
+                       size_t errlen)
 {
 	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t' || line[len - 1] == '\r'))
 		len--;
@@ -67,13 +68,15 @@ static bool parse_line(struct users *u, unsigned lineno, const char *line, size_
 	}
 	size_t nlen = (size_t)(colon - line);
 	if (!valid_name(line, nlen)) {
-		snprintf(err, errlen, "the user name must be 1 to %d printable characters without spaces", USERS_NAME_MAX);
+		snprintf(err, errlen, "the user name must be 1 to %d printable characters without spaces",
+		         USERS_NAME_MAX);
 		return false;
 	}
 	char *hash = xstrndup(colon + 1, len - nlen - 1);
 	if (!users_hash_supported(hash)) {
 		free(hash);
-		snprintf(err, errlen, "the hash is not a supported crypt(3) hash ($y$, $2b$, $6$; see livery passwd)");
+		snprintf(err, errlen,
+		         "the hash is not a supported crypt(3) hash ($y$, $2b$, $6$; see livery passwd)");
 		return false;
 	}
 	u->v = xrealloc(u->v, (u->n + 1) * sizeof(*u->v));
@@ -87,7 +90,8 @@ static bool find_duplicate(const struct users *u, char *err, size_t errlen)
 		const struct user_entry *a = &u->v[i - 1], *b = &u->v[i];
 		if (strcmp(a->name, b->name) == 0) {
 			snprintf(err, errlen, "line %u: user '%s' is listed twice (first on line %u)",
-			         a->line > b->line ? a->line : b->line, a->name, a->line < b->line ? a->line : b->line);
+			         a->line > b->line ? a->line : b->line, a->name,
+			         a->line < b->line ? a->line : b->line);
 			return true;
 		}
 	}
@@ -105,7 +109,8 @@ struct users *users_parse(const char *text, size_t len, char *err, size_t errlen
 		size_t n = nl ? (size_t)(nl - (text + off)) : len - off;
 		lineno++;
 		if (memchr(text + off, '\0', n) || !parse_line(u, lineno, text + off, n, why, sizeof(why))) {
-			snprintf(err, errlen, "line %u: %s", lineno, memchr(text + off, '\0', n) ? "a NUL byte" : why);
+			snprintf(err, errlen, "line %u: %s", lineno,
+			         memchr(text + off, '\0', n) ? "a NUL byte" : why);
 			users_free(u);
 			return NULL;
 		}

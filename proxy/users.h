@@ -1,5 +1,5 @@
-/* users: a tenant's local users table (users_file: one "user:hash" a line, crypt(3) hashes); a pure parser and
- * lookups, no I/O. */
+/* users: a tenant's local users table (users_file: one "user:hash" a line, crypt(3) hashes); a pure parser
+ * and lookups, no I/O. */
 #ifndef LIVERY_USERS_H
 #define LIVERY_USERS_H
 

@@ -1,5 +1,5 @@
-/* Unit tests for sasl: PLAIN and LOGIN responses decoded for local authentication, livery's own encoded for the
- * relay, and the auth_domains rule. */
+/* Unit tests for sasl: PLAIN and LOGIN responses decoded for local authentication, livery's own encoded for
+ * the relay, and the auth_domains rule. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +16,8 @@ static void test_plain(void **state)
 	char user[64], pass[64];
 
 	/* "\0ann@acme.test\0s3cret" */
-	assert_true(sasl_plain_decode("AGFubkBhY21lLnRlc3QAczNjcmV0", 28, user, sizeof(user), pass, sizeof(pass)));
+	assert_true(sasl_plain_decode("AGFubkBhY21lLnRlc3QAczNjcmV0", 28, user, sizeof(user), pass,
+	                              sizeof(pass)));
 	assert_string_equal(user, "ann@acme.test");
 	assert_string_equal(pass, "s3cret");
 	/* "ann@acme.test\0ann@acme.test\0s3cret": authzid = authcid is fine */
