@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cidr.h"
 #include "log.h"
+#include "quota_key.h"
 #include "smtp_proto.h"
 
 #define CONFIG_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
@@ -77,6 +79,8 @@ struct tenant_cfg {
 	/* The tenant in cfg->tenants: itself, also in the per-name copies certstore makes of it
 	 * (so per-tenant tables can index by origin - cfg->tenants). */
 	const struct tenant_cfg *origin;
+	/* Sending limits (the tenant's limits group): per hour, by scope and kind; 0: none. */
+	unsigned per_hour[QUOTA_NSCOPES][QUOTA_NKINDS];
 };
 
 struct listener_cfg {
@@ -86,6 +90,12 @@ struct listener_cfg {
 	char *hostname;
 	struct tenant_cfg *default_tenant;
 	bool allow_plaintext_auth;
+	/* PROXY protocol (v1 or v2) from a load balancer: each connection must come from one of
+	 * proxy_trusted and start with the header, within proxy_timeout_ms. */
+	bool proxy_protocol;
+	struct cidr *proxy_trusted;
+	size_t nproxy_trusted;
+	unsigned proxy_timeout_ms;
 };
 
 struct limits_cfg {
@@ -113,6 +123,15 @@ struct pool_cfg {
 	unsigned max_messages;    /* messages per connection before it is retired */
 	unsigned max_age_ms;      /* a connection older than this is retired */
 	unsigned min_idle;        /* kept open (pre-warmed) per key; 0: none */
+};
+
+/* Where the sending limits' counters live (limits.backend) and what a check does when they
+ * cannot answer (limits.redis_failure). */
+struct sending_cfg {
+	bool redis;           /* false: the in-process counters, per instance */
+	struct quota_url url; /* with redis: url.host is an address (a name is resolved at load) */
+	bool fail_closed;     /* no answer: refuse with 451 4.3.0 (else accept) */
+	unsigned timeout_ms;  /* a check unanswered this long counts as no answer */
 };
 
 enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT, CONFIG_LOG_NONE };
@@ -150,6 +169,7 @@ struct config {
 	size_t ntenants;
 	struct limits_cfg limits;
 	struct pool_cfg pool;
+	struct sending_cfg sending;
 	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
 	char *cert_dir_src_file;
 	int cert_dir_line;

@@ -17,6 +17,7 @@ struct session;
 struct metrics;
 struct pool;
 struct localauth;
+struct quota;
 
 struct server {
 	uv_loop_t *loop;
@@ -32,6 +33,7 @@ struct server {
 	struct metrics *metrics;                  /* this worker's counters (NULL: none) */
 	struct pool *pool;                        /* relay connections of local-mode tenants */
 	struct localauth *localauth;              /* local users' password checks */
+	struct quota *quota;                      /* the sending limits' counters */
 	uint64_t next_id;
 	int worker; /* the worker's pid: session ids ("w<pid>s<n>") stay unique across processes */
 	bool draining;

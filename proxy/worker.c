@@ -18,6 +18,7 @@
 #include "localauth.h"
 #include "log.h"
 #include "pool.h"
+#include "quota.h"
 #include "records.h"
 #include "server.h"
 #include "session.h"
@@ -117,11 +118,18 @@ static void close_handle(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* The sending limits' counters close their own handles (hiredis's among them) first. */
+static void close_all(struct worker *w)
+{
+	quota_close(w->srv.quota);
+	w->srv.quota = NULL;
+	uv_walk(&w->loop, close_handle, NULL);
+}
+
 /* Closing every handle ends uv_run, and with it the worker. */
 static void on_drained(struct server *srv)
 {
-	struct worker *w = container_of(srv, struct worker, srv);
-	uv_walk(&w->loop, close_handle, NULL);
+	close_all(container_of(srv, struct worker, srv));
 }
 
 /* The pool closed its last connection (it only says so while draining). */
@@ -277,7 +285,8 @@ static bool start(struct worker *w, const struct worker_args *a)
 	                         .per_ip = iptable_new(a->shm, a->region),
 	                         .unauth_legs = iptable_new(a->unauth_shm, a->region),
 	                         .relay_sessions = tls_session_cache_new(),
-	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels)};
+	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels),
+	                         .quota = quota_new(&w->loop, &a->cfg->sending, a->quota_mem)};
 	w->metrics_shm = a->metrics;
 	w->srv.localauth = localauth_new(&w->loop);
 	w->srv.pool = pool_new(&w->loop, &a->cfg->pool, w->srv.metrics, on_pool_empty, w);
@@ -304,7 +313,7 @@ static bool start(struct worker *w, const struct worker_args *a)
 
 static void finish(struct worker *w)
 {
-	uv_walk(&w->loop, close_handle, NULL);
+	close_all(w);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&w->loop);
 	if (w->signal_fd >= 0)
