@@ -85,6 +85,24 @@ struct limits_cfg {
 	unsigned shutdown_timeout_ms;
 };
 
+/* acme: certificates obtained and renewed over ACME (HTTP-01, by lego); enabled false: none. */
+enum config_acme_keys { CONFIG_ACME_ECDSA = 1, CONFIG_ACME_RSA = 2, CONFIG_ACME_BOTH = 3 };
+
+struct acme_cfg {
+	bool enabled;
+	char *directory;   /* the ACME directory URL */
+	char *email;       /* the account's contact, or NULL */
+	char *ca_file;     /* trusted for the directory's TLS (a private ACME CA), or NULL */
+	char *http_listen; /* where lego answers HTTP-01 challenges: "address:port" or ":port" */
+	char *state_dir;   /* the account, lego's files and state.json */
+	char *client;      /* the lego binary */
+	unsigned renew_days;
+	unsigned backoff_s; /* the first retry delay after a failure; doubled each time, up to a day */
+	enum config_acme_keys key_type;
+	char *src_file;
+	int line;
+};
+
 enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT, CONFIG_LOG_NONE };
 
 /* Who the worker processes run as, and where the master writes its pid. */
@@ -122,6 +140,7 @@ struct config {
 	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
 	char *cert_dir_src_file;
 	int cert_dir_line;
+	struct acme_cfg acme;
 };
 
 /* Returns NULL and writes "file:line: message" into err on any error. */
