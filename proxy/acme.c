@@ -378,7 +378,9 @@ static void on_timeout(uv_timer_t *t)
 	struct acme_job *j = container_of(t, struct acme_job, timeout);
 
 	j->timed_out = true;
-	uv_process_kill(&j->proc, SIGTERM);
+	/* SIGKILL: lego starts with the master's signal mask (SIGTERM blocked for the signalfd),
+	 * which libuv's uv_spawn hands down, and Go leaves it blocked. */
+	uv_process_kill(&j->proc, SIGKILL);
 }
 
 bool acme_child_exited(struct acme *a, pid_t pid, int wstatus)
@@ -605,7 +607,7 @@ void acme_stop(struct acme *a)
 		return;
 	a->stopped = true;
 	if (a->job && !a->job->exited)
-		uv_process_kill(&a->job->proc, SIGTERM); /* its exit is not waited for: livery is stopping */
+		uv_process_kill(&a->job->proc, SIGKILL); /* as on_timeout; not waited for: livery stops */
 	if (a->job)
 		job_close(a->job);
 	a->job = NULL;

@@ -11,7 +11,7 @@
 #include "certstore.h"
 #include "config.h"
 
-/* A lego run that takes longer than this is stopped (SIGTERM) and counts as a failure. */
+/* A lego run that takes longer than this is killed and counts as a failure. */
 #define ACME_ORDER_TIMEOUT_MS (10u * 60u * 1000u)
 /* Names are checked again at least this often, besides each reload. */
 #define ACME_CHECK_INTERVAL_MS (3600u * 1000u)
@@ -34,7 +34,7 @@ void acme_request(struct acme *a, const char *name);
 void acme_feed(struct acme *a, const char *data, size_t len);
 /* The master reaped pid: true when it was lego (the order's outcome follows). */
 bool acme_child_exited(struct acme *a, pid_t pid, int wstatus);
-/* Stops ordering: a running lego gets SIGTERM, the handles close. */
+/* Stops ordering: a running lego is killed, the handles close. */
 void acme_stop(struct acme *a);
 /* After acme_stop and a loop run that closed the handles. */
 void acme_free(struct acme *a);

@@ -165,7 +165,7 @@ class AcmeTest(unittest.TestCase):
         d = self.cert_dir((self.certs.pem("globex"), self.certs.key("globex")))
         p = self.livery(d, [("brand", ["smtp.brand.test", "*.globex.test"], [])], acme_block(pebble, self.ca))
         h.wait_until(lambda: self.verifies(p, "smtp.brand.test", pebble.root), "a pebble certificate for smtp.brand.test",
-                     timeout=ORDER_TIMEOUT)
+                     timeout=ORDER_TIMEOUT, interval=0.5)
         log = p.log()
         self.assertIn("acme: ordering a certificate for smtp.brand.test (ecdsa)", log)
         self.assertRegex(log, r"acme: smtp\.brand\.test: certificate obtained \(ecdsa\) and installed as "
@@ -185,7 +185,7 @@ class AcmeTest(unittest.TestCase):
         p = self.livery(self.cert_dir(self.soon), [("renew", ["smtp.renew.test"], [])], acme_block(pebble, self.ca))
         pid = p.proc.pid
         h.wait_until(lambda: self.verifies(p, "smtp.renew.test", pebble.root), "the renewed certificate",
-                     timeout=ORDER_TIMEOUT)
+                     timeout=ORDER_TIMEOUT, interval=0.5)
         self.assertEqual(p.proc.pid, pid)
         self.assertTrue(p.running())
         self.assertIn("acme: ordering a certificate for smtp.renew.test (ecdsa)", p.log())
@@ -202,7 +202,7 @@ class AcmeTest(unittest.TestCase):
         fails = lambda n, name: re.search(r"acme: %s: order failed \(%d in a row\): lego exited with status \d+: .+; "
                                           r"next try in %d s" % (re.escape(name), n, 2 ** (n - 1)), p.log())
         h.wait_until(lambda: fails(2, "smtp.renew.test") and fails(2, "smtp.brand.test"), "two failed orders each",
-                     timeout=ORDER_TIMEOUT)
+                     timeout=ORDER_TIMEOUT, interval=0.2)
         # The old certificate stays; the name without one gets the default certificate.
         with open(self.soon[0]) as f:
             self.assertEqual(p.served("smtp.renew.test"), first_pem(f.read()))
@@ -213,7 +213,7 @@ class AcmeTest(unittest.TestCase):
         pebble = self.pebble(port=port, http_port=http_port)
         h.wait_until(lambda: self.verifies(p, "smtp.renew.test", pebble.root)
                      and self.verifies(p, "smtp.brand.test", pebble.root),
-                     "both certificates after the retries", timeout=ORDER_TIMEOUT)
+                     "both certificates after the retries", timeout=ORDER_TIMEOUT, interval=0.5)
         self.assertEqual(p.stop(), 0)
 
     def test_unclaimed_sni_orders_nothing(self):
