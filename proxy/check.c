@@ -1,6 +1,6 @@
 /* check: `livery check -c FILE [--dns]`, a report on a configuration for the operator: config errors,
- * and per branded host name its certificate, key, chain, names, expiry and (with --dns) the DNS records a
- * brand must publish against what the resolver returns today. */
+ * and per branded host name its certificate, key, chain, names, expiry, ACME state and (with --dns) the DNS
+ * records a brand must publish against what the resolver returns today. */
 #include "check.h"
 
 #include <getopt.h>
@@ -27,6 +27,10 @@ static const char check_usage[] =
         "does, 2 on a usage error. For every branded host name: the certificate serving it,\n"
         "whether the key matches, the chain's order, the names it covers and the days until\n"
         "it expires (a warning under 21 days, an error once expired or not yet valid).\n"
+        "With an acme block, also each ACME-managed name's state from the running livery\n"
+        "(state_dir/state.json): valid until its renewal date, due, ordering, or backing off\n"
+        "after failures (a warning, with the last error); a name still waiting for its first\n"
+        "certificate is a warning, not an error.\n"
         "\n"
         "  -c, --config FILE        the configuration to check\n"
         "      --dns                also query DNS: each brand's CNAME (or A/AAAA) to the\n"

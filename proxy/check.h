@@ -1,6 +1,6 @@
 /* check: `livery check -c FILE [--dns]`, a report on a configuration for the operator: config errors,
- * and per branded host name its certificate, key, chain, names, expiry and (with --dns) the DNS records a
- * brand must publish against what the resolver returns today. */
+ * and per branded host name its certificate, key, chain, names, expiry, ACME state and (with --dns) the DNS
+ * records a brand must publish against what the resolver returns today. */
 #ifndef LIVERY_CHECK_H
 #define LIVERY_CHECK_H
 

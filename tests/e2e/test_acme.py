@@ -11,7 +11,7 @@ import json
 import os
 import re
 import shutil
-import signal
+import socket
 import ssl
 import subprocess
 import unittest
@@ -148,6 +148,18 @@ class AcmeTest(unittest.TestCase):
         self.procs.append(p)
         return p.start()
 
+    def stop_clean(self, p):
+        """livery exits 0 on SIGTERM, with no sanitizer report and no secret in its output."""
+        self.assertEqual(p.stop(), 0)
+        log = p.log()
+        for word in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "PRIVATE KEY"):
+            self.assertNotIn(word, log)
+        h.check_output(log)
+
+    def metrics(self, port):
+        with urllib.request.urlopen("http://%s:%d/metrics" % (h.HOST, port), timeout=h.TIMEOUT) as r:
+            return r.read().decode()
+
     def verifies(self, p, name, root):
         """Whether livery serves name a certificate that verifies against root for name."""
         r = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (h.HOST, p.ports[1]), "-servername", name,
@@ -163,7 +175,9 @@ class AcmeTest(unittest.TestCase):
     def test_new_tenant_gets_a_certificate(self):
         pebble = self.pebble()
         d = self.cert_dir((self.certs.pem("globex"), self.certs.key("globex")))
-        p = self.livery(d, [("brand", ["smtp.brand.test", "*.globex.test"], [])], acme_block(pebble, self.ca))
+        admin = h.free_port()
+        p = self.livery(d, [("brand", ["smtp.brand.test", "*.globex.test"], [])],
+                        acme_block(pebble, self.ca) + ['admin_listen = "%s:%d";' % (h.HOST, admin)])
         h.wait_until(lambda: self.verifies(p, "smtp.brand.test", pebble.root), "a pebble certificate for smtp.brand.test",
                      timeout=ORDER_TIMEOUT, interval=0.5)
         log = p.log()
@@ -178,7 +192,12 @@ class AcmeTest(unittest.TestCase):
         self.assertTrue(self.verifies(p, "smtp.acme.test", self.ca))
         report = self.check_report(p)
         self.assertRegex(report, r"smtp\.brand\.test\n(?:.*\n)*?\s+ok\s+acme: valid: renewal due at \d{4}-")
-        self.assertEqual(p.stop(), 0)
+        m = self.metrics(admin)
+        self.assertIn('livery_acme_orders_total{result="ok"} 1\n', m)
+        self.assertIn('livery_acme_orders_total{result="failed"} 0\n', m)
+        self.assertRegex(m, r'livery_acme_renewal_timestamp_seconds\{tenant="brand",name="smtp\.brand\.test"\} \d+\n')
+        self.assertNotIn('name="*.globex.test"} ', m.split("livery_acme_renewal")[1])
+        self.stop_clean(p)
 
     def test_near_expiry_is_renewed_without_restart(self):
         pebble = self.pebble()
@@ -190,7 +209,7 @@ class AcmeTest(unittest.TestCase):
         self.assertTrue(p.running())
         self.assertIn("acme: ordering a certificate for smtp.renew.test (ecdsa)", p.log())
         self.assertRegex(p.log(), r"reloaded: generation 2 serving")
-        self.assertEqual(p.stop(), 0)
+        self.stop_clean(p)
 
     def test_failure_keeps_the_old_certificate_backs_off_and_retries(self):
         # The directory's port has no pebble yet: every order fails until one starts there.
@@ -214,7 +233,7 @@ class AcmeTest(unittest.TestCase):
         h.wait_until(lambda: self.verifies(p, "smtp.renew.test", pebble.root)
                      and self.verifies(p, "smtp.brand.test", pebble.root),
                      "both certificates after the retries", timeout=ORDER_TIMEOUT, interval=0.5)
-        self.assertEqual(p.stop(), 0)
+        self.stop_clean(p)
 
     def test_unclaimed_sni_orders_nothing(self):
         # No ACME server: the claimed name never gets a certificate, so it stays on demand.
@@ -236,12 +255,51 @@ class AcmeTest(unittest.TestCase):
         self.assertEqual(sorted(state["names"]), ["smtp.acme.test", "smtp.brand.test"])
         self.assertEqual(state["names"]["smtp.acme.test"]["state"], "valid")
         self.assertEqual(state["names"]["smtp.brand.test"]["state"], "backoff")
-        self.assertEqual(p.stop(), 0)
+        self.stop_clean(p)
+
+    def test_stop_during_an_order(self):
+        # A directory that accepts connections and never answers: lego hangs in its first request.
+        silent = socket.socket()
+        silent.bind((h.HOST, 0))
+        silent.listen(8)
+        self.addCleanup(silent.close)
+        port = silent.getsockname()[1]
+        down = Pebble(self.chall.dns_port, self.api_tls, self.ca, port=port)
+        d = self.cert_dir()
+        p = self.livery(d, [("brand", ["smtp.brand.test"], [])], acme_block(down, self.ca))
+        h.wait_until(lambda: "acme: ordering a certificate for smtp.brand.test" in p.log(), "the order")
+        lego = h.wait_until(lambda: lego_pid(d), "lego to run")
+        # SIGTERM: livery drains and exits 0 at once, and lego does not outlive it.
+        self.stop_clean(p)
+        h.wait_until(lambda: not alive(lego), "lego to end")
+        self.assertNotIn("certificate obtained", p.log())
 
     def state_json(self, p):
         text = h.read_text(p.config_path)
         cert_dir = re.search(r'^cert_dir = "([^"]+)";', text, re.M).group(1)
         return os.path.join(cert_dir, ".acme", "state.json")
+
+
+def lego_pid(state_under):
+    """The pid of a lego whose command line names a path under state_under, or None."""
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"lego" and any(state_under.encode() in a for a in argv):
+            return int(pid)
+    return None
+
+
+def alive(pid):
+    """Whether pid runs (a zombie does not count)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":
