@@ -28,6 +28,7 @@ struct acme_job {
 	uv_timer_t timeout;
 	int closes; /* handles still to close before the job is freed */
 	char *name;
+	char *lego_dir;     /* lego's --path, where it leaves the certificate */
 	unsigned key;       /* CONFIG_ACME_ECDSA or CONFIG_ACME_RSA */
 	char line[512];     /* the line being read */
 	size_t linelen;
@@ -143,11 +144,12 @@ static void save(struct acme *a)
 /* lego's result (its certificates/NAME.crt, the chain, and NAME.key) copied into the cert_dir
  * as NAME.acme.pem + NAME.acme.key (NAME.acme-rsa.* for RSA): flat pairs certdir finds. The
  * key goes first, so that the pair is never a new certificate with an old key. */
-static bool install(struct acme *a, struct acme_entry *e, unsigned key, char *why, size_t whylen)
+static bool install(const struct acme_job *j, struct acme_entry *e, char *why, size_t whylen)
 {
+	unsigned key = j->key;
 	const char *suffix = key == CONFIG_ACME_RSA ? "acme-rsa" : "acme";
-	char *src[2] = {xasprintf("%s/lego/certificates/%s.key", a->cfg->acme.state_dir, e->name),
-	                xasprintf("%s/lego/certificates/%s.crt", a->cfg->acme.state_dir, e->name)};
+	char *src[2] = {xasprintf("%s/certificates/%s.key", j->lego_dir, e->name),
+	                xasprintf("%s/certificates/%s.crt", j->lego_dir, e->name)};
 	char *dst[2] = {xasprintf("%s/%s.%s.key", e->dir, e->name, suffix),
 	                xasprintf("%s/%s.%s.pem", e->dir, e->name, suffix)};
 	bool ok = true;
@@ -271,6 +273,7 @@ static void job_closed(uv_handle_t *h)
 
 	if (--j->closes == 0) {
 		free(j->name);
+		free(j->lego_dir);
 		free(j);
 	}
 }
@@ -310,11 +313,15 @@ static void job_done(struct acme_job *j)
 
 	a->job = NULL;
 	job_close(j);
+	if (!a->cfg || !a->cfg->acme.enabled) { /* acme left the configuration meanwhile */
+		log_info("acme: %s: order ended after acme was removed; nothing installed", j->name);
+		return;
+	}
 	if (!ok)
 		describe_exit(j, why, sizeof(why));
-	if (e && a->cfg && ok && !install(a, e, j->key, why, sizeof(why)))
+	if (e && ok && !install(j, e, why, sizeof(why)))
 		ok = false;
-	if (e && a->cfg) {
+	if (e) {
 		e->state = ACME_VALID;
 		if (ok) {
 			e->last_success = now_s();
@@ -434,8 +441,7 @@ static void free_env(char **env)
 static int spawn_lego(struct acme *a, struct acme_job *j)
 {
 	const struct acme_cfg *c = &a->cfg->acme;
-	char *path = xasprintf("%s/lego", c->state_dir);
-	char *argv[20] = {c->client, "--accept-tos", "--server", c->directory, "--path", path,
+	char *argv[20] = {c->client, "--accept-tos", "--server", c->directory, "--path", j->lego_dir,
 	                  "--key-type", j->key == CONFIG_ACME_RSA ? "rsa2048" : "ec256", "--http",
 	                  "--http.port", c->http_listen, "--domains", j->name};
 	size_t n = 13;
@@ -451,7 +457,6 @@ static int spawn_lego(struct acme *a, struct acme_job *j)
 	uv_process_options_t o = {.file = c->client, .args = argv, .env = env, .stdio = stdio, .stdio_count = 3};
 	int rc = mkdirs(c->state_dir, 0700) ? uv_spawn(a->loop, &j->proc, &o) : -errno;
 	free_env(env);
-	free(path);
 	return rc;
 }
 
@@ -462,6 +467,7 @@ static void start_job(struct acme *a, struct acme_entry *e)
 
 	j->a = a;
 	j->name = xstrdup(e->name);
+	j->lego_dir = xasprintf("%s/lego", a->cfg->acme.state_dir);
 	j->key = e->need & CONFIG_ACME_ECDSA ? CONFIG_ACME_ECDSA : CONFIG_ACME_RSA;
 	uv_pipe_init(a->loop, &j->err, 0);
 	uv_timer_init(a->loop, &j->timeout);

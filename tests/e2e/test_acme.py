@@ -92,7 +92,7 @@ class Pebble(h.Process):
             return None
 
 
-def acme_block(pebble, ca, renew_days=30, backoff=1, directory=None):
+def acme_block(pebble, ca, renew_days=30, backoff=1, directory=None, key_type="ecdsa"):
     return ["acme = {",
             '  directory = "%s";' % (directory or pebble.directory),
             '  email = "ops@livery.test";',
@@ -100,6 +100,7 @@ def acme_block(pebble, ca, renew_days=30, backoff=1, directory=None):
             '  http_listen = "%s:%d";' % (h.HOST, pebble.http_port),
             "  renew_days = %d;" % renew_days,
             "  backoff = %d;" % backoff,
+            '  key_type = "%s";' % key_type,
             "};"]
 
 
@@ -160,10 +161,12 @@ class AcmeTest(unittest.TestCase):
         with urllib.request.urlopen("http://%s:%d/metrics" % (h.HOST, port), timeout=h.TIMEOUT) as r:
             return r.read().decode()
 
-    def verifies(self, p, name, root):
-        """Whether livery serves name a certificate that verifies against root for name."""
+    def verifies(self, p, name, root, rsa=False):
+        """Whether livery serves name a certificate that verifies against root for name (the
+        RSA one, with rsa: the client then offers no ECDSA signature algorithm)."""
+        sigalgs = ["-sigalgs", "RSA-PSS+SHA256:RSA+SHA256", "-tls1_2"] if rsa else []
         r = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (h.HOST, p.ports[1]), "-servername", name,
-                            "-verify_return_error", "-verify_hostname", name, "-CAfile", root],
+                            "-verify_return_error", "-verify_hostname", name, "-CAfile", root] + sigalgs,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=h.TIMEOUT)
         return r.returncode == 0 and "Verify return code: 0 (ok)" in r.stdout.decode(errors="replace")
 
@@ -201,10 +204,14 @@ class AcmeTest(unittest.TestCase):
 
     def test_near_expiry_is_renewed_without_restart(self):
         pebble = self.pebble()
-        p = self.livery(self.cert_dir(self.soon), [("renew", ["smtp.renew.test"], [])], acme_block(pebble, self.ca))
+        # key_type "both": the ECDSA certificate near expiry is renewed, the missing RSA one ordered.
+        p = self.livery(self.cert_dir(self.soon), [("renew", ["smtp.renew.test"], [])],
+                        acme_block(pebble, self.ca, key_type="both"))
         pid = p.proc.pid
-        h.wait_until(lambda: self.verifies(p, "smtp.renew.test", pebble.root), "the renewed certificate",
+        h.wait_until(lambda: self.verifies(p, "smtp.renew.test", pebble.root)
+                     and self.verifies(p, "smtp.renew.test", pebble.root, rsa=True), "the renewed certificates",
                      timeout=ORDER_TIMEOUT, interval=0.5)
+        self.assertIn("acme: ordering a certificate for smtp.renew.test (rsa)", p.log())
         self.assertEqual(p.proc.pid, pid)
         self.assertTrue(p.running())
         self.assertIn("acme: ordering a certificate for smtp.renew.test (ecdsa)", p.log())
