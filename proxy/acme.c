@@ -28,11 +28,11 @@ struct acme_job {
 	uv_timer_t timeout;
 	int closes; /* handles still to close before the job is freed */
 	char *name;
-	char *lego_dir;     /* lego's --path, where it leaves the certificate */
-	unsigned key;       /* CONFIG_ACME_ECDSA or CONFIG_ACME_RSA */
-	char line[512];     /* the line being read */
+	char *lego_dir; /* lego's --path, where it leaves the certificate */
+	unsigned key;   /* CONFIG_ACME_ECDSA or CONFIG_ACME_RSA */
+	char line[512]; /* the line being read */
 	size_t linelen;
-	char last[512];     /* lego's last complete line: the reason when it fails */
+	char last[512]; /* lego's last complete line: the reason when it fails */
 	int wstatus;
 	bool exited, eof, timed_out;
 };
@@ -44,7 +44,7 @@ struct acme {
 	const struct certstore *cs;
 	unsigned gen;
 	struct acme_table names;
-	struct acme_job *job; /* the running order, or NULL */
+	struct acme_job *job;       /* the running order, or NULL */
 	char req[NAME_MAX_LEN + 2]; /* a request line from the workers, as far as it came */
 	size_t reqlen;
 	bool req_skip; /* the line is too long: dropped up to its end */
@@ -166,7 +166,8 @@ static bool install(const struct acme_job *j, struct acme_entry *e, char *why, s
 		free(data);
 	}
 	if (ok)
-		log_info("acme: %s: certificate obtained (%s) and installed as %s", e->name, key_name(key), dst[1]);
+		log_info("acme: %s: certificate obtained (%s) and installed as %s", e->name, key_name(key),
+		         dst[1]);
 	for (int i = 0; i < 2; i++) {
 		free(src[i]);
 		free(dst[i]);
@@ -183,7 +184,8 @@ static void failed(struct acme *a, struct acme_entry *e, const char *why)
 	e->asked = false;
 	free(e->last_error);
 	e->last_error = xstrdup(why);
-	log_error("acme: %s: order failed (%u in a row): %s; next try in %lld s", e->name, e->failures, why, wait);
+	log_error("acme: %s: order failed (%u in a row): %s; next try in %lld s", e->name, e->failures, why,
+	          wait);
 }
 
 /* ---- which names need what ---- */
@@ -200,7 +202,8 @@ static const struct certstore_cert *served(const struct certstore *cs, const str
 
 /* The key types name needs a certificate of, and when the ones it has are due for renewal. */
 #define ACME_MIN_RENEW_S 86400
-static unsigned needs(const struct acme *a, const struct tenant_cfg *t, const char *name, struct acme_entry *e)
+static unsigned needs(const struct acme *a, const struct tenant_cfg *t, const char *name,
+                      struct acme_entry *e)
 {
 	long long now = now_s(), margin = (long long)a->cfg->acme.renew_days * 86400;
 	unsigned need = 0;
@@ -257,7 +260,8 @@ static void evaluate(struct acme *a)
 		for (size_t h = 0; h < t->nhostnames; h++) {
 			if (!certstore_acme_manages(cfg, t, t->hostnames[h]))
 				continue;
-			struct acme_entry *e = acme_state_get(&a->names, t->hostnames[h], config_tenant_cert_dir(cfg, t));
+			struct acme_entry *e =
+			        acme_state_get(&a->names, t->hostnames[h], config_tenant_cert_dir(cfg, t));
 			e->wanted = true;
 			apply(a, e, needs(a, t, t->hostnames[h], e));
 		}
@@ -296,7 +300,8 @@ static void describe_exit(const struct acme_job *j, char *buf, size_t len)
 	const char *last = j->last[0] ? j->last : "no output";
 
 	if (j->timed_out)
-		snprintf(buf, len, "lego took longer than %u s and was stopped: %s", ACME_ORDER_TIMEOUT_MS / 1000, last);
+		snprintf(buf, len, "lego took longer than %u s and was stopped: %s",
+		         ACME_ORDER_TIMEOUT_MS / 1000, last);
 	else if (WIFSIGNALED(j->wstatus))
 		snprintf(buf, len, "lego was killed by signal %d: %s", WTERMSIG(j->wstatus), last);
 	else
@@ -441,9 +446,11 @@ static void free_env(char **env)
 static int spawn_lego(struct acme *a, struct acme_job *j)
 {
 	const struct acme_cfg *c = &a->cfg->acme;
-	char *argv[20] = {c->client, "--accept-tos", "--server", c->directory, "--path", j->lego_dir,
-	                  "--key-type", j->key == CONFIG_ACME_RSA ? "rsa2048" : "ec256", "--http",
-	                  "--http.port", c->http_listen, "--domains", j->name};
+	char *argv[20] = {
+	        c->client, "--accept-tos", "--server",     c->directory,
+	        "--path",  j->lego_dir,    "--key-type",   j->key == CONFIG_ACME_RSA ? "rsa2048" : "ec256",
+	        "--http",  "--http.port",  c->http_listen, "--domains",
+	        j->name};
 	size_t n = 13;
 	if (c->email) {
 		argv[n++] = "--email";
@@ -451,10 +458,12 @@ static int spawn_lego(struct acme *a, struct acme_job *j)
 	}
 	argv[n++] = "run";
 	char **env = lego_env(c);
-	uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
-	                                 {.flags = UV_IGNORE},
-	                                 {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&j->err}};
-	uv_process_options_t o = {.file = c->client, .args = argv, .env = env, .stdio = stdio, .stdio_count = 3};
+	uv_stdio_container_t stdio[3] = {
+	        {.flags = UV_IGNORE},
+	        {.flags = UV_IGNORE},
+	        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&j->err}};
+	uv_process_options_t o = {
+	        .file = c->client, .args = argv, .env = env, .stdio = stdio, .stdio_count = 3};
 	int rc = mkdirs(c->state_dir, 0700) ? uv_spawn(a->loop, &j->proc, &o) : -errno;
 	free_env(env);
 	return rc;
@@ -474,7 +483,8 @@ static void start_job(struct acme *a, struct acme_entry *e)
 	e->state = ACME_ORDERING;
 	e->last_order = now_s();
 	e->asked = false;
-	log_info("acme: ordering a certificate for %s (%s) from %s", e->name, key_name(j->key), a->cfg->acme.directory);
+	log_info("acme: ordering a certificate for %s (%s) from %s", e->name, key_name(j->key),
+	         a->cfg->acme.directory);
 	int rc = spawn_lego(a, j);
 	if (rc != 0) {
 		snprintf(why, sizeof(why), "cannot run %s: %s", a->cfg->acme.client, uv_strerror(rc));
@@ -572,9 +582,9 @@ void acme_request(struct acme *a, const char *name)
 	const struct tenant_cfg *t;
 	struct acme_entry *e;
 
-	if (a->stopped || !a->cs || !a->cfg->acme.enabled || !name_normalize(name, strlen(name), norm, false) ||
-	    !(t = certstore_lookup(a->cs, norm)) || !certstore_acme_pending(a->cs, t) ||
-	    !(e = acme_state_find(&a->names, norm))) {
+	if (a->stopped || !a->cs || !a->cfg->acme.enabled ||
+	    !name_normalize(name, strlen(name), norm, false) || !(t = certstore_lookup(a->cs, norm)) ||
+	    !certstore_acme_pending(a->cs, t) || !(e = acme_state_find(&a->names, norm))) {
 		log_debug("acme: a worker asked for a certificate for a name no tenant waits for; ignored");
 		return;
 	}

@@ -1,5 +1,5 @@
 /* acme_ask: a worker's side of the on-demand ACME channel: tells the master, over a pipe made before the
- * fork, which claimed host name a client asked for that has no certificate yet; rate-limited, never blocks. */
+ * fork, which claimed host name without a certificate a client asked for; rate-limited, never blocks. */
 #include "acme_ask.h"
 
 #include <limits.h>

@@ -1,5 +1,5 @@
 /* acme_ask: a worker's side of the on-demand ACME channel: tells the master, over a pipe made before the
- * fork, which claimed host name a client asked for that has no certificate yet; rate-limited, never blocks. */
+ * fork, which claimed host name without a certificate a client asked for; rate-limited, never blocks. */
 #ifndef LIVERY_ACME_ASK_H
 #define LIVERY_ACME_ASK_H
 

@@ -84,7 +84,8 @@ json_t *acme_state_to_json(const struct acme_table *t)
 
 	for (size_t i = 0; i < t->n; i++) {
 		const struct acme_entry *e = &t->v[i];
-		json_t *o = json_pack("{s:s, s:i}", "state", kind_names[e->state], "failures", (json_int_t)e->failures);
+		json_t *o = json_pack("{s:s, s:i}", "state", kind_names[e->state], "failures",
+		                      (json_int_t)e->failures);
 		set_time(o, "not_after", e->not_after);
 		set_time(o, "renew_at", e->renew_at);
 		set_time(o, "last_order", e->last_order);

@@ -23,7 +23,8 @@ struct acme_entry {
 	unsigned need; /* the config_acme_keys bits still to order */
 	enum acme_state_kind state;
 	unsigned failures; /* in a row */
-	long long next_try, not_after, renew_at, last_order, last_success; /* Unix times, 0: none */
+	/* Unix times, 0 for none. */
+	long long next_try, not_after, renew_at, last_order, last_success;
 	char *last_error;
 	unsigned installed;     /* key bits installed into the cert_dir, not yet loaded by a reload */
 	unsigned installed_gen; /* the generation serving when they were installed */
