@@ -266,7 +266,8 @@ static bool bind_tenant(struct certstore *cs, const struct tenant_cfg *t, long l
 		b->hostname = t->hostnames[h];
 		b->cert = t->cert ? explicit_cert(cs, t) : choose(cs, dir, t->hostnames[h], now, &b->rsa);
 		if (!b->cert && certstore_acme_manages(cs->cfg, t, b->hostname)) {
-			log_info("%s: no certificate under %s yet: served the default one until ACME obtains it",
+			log_info("%s: no certificate under %s yet: served the default one"
+			         " until ACME obtains it",
 			         b->hostname, dir);
 		} else if (!b->cert) {
 			snprintf(err, errlen,

@@ -27,7 +27,8 @@ struct certstore_cert {
 /* Loads every tenant's certificate and key (cert/key lines, else the certificates under its
  * cert_dir matched to its host names) and every used region's CA file. A pair under a
  * cert_dir that does not load is logged and skipped; a host name no certificate covers is an
- * error, unless ACME manages it (certstore_acme_manages). On failure, returns NULL with "file:line: message" in err. */
+ * error, unless ACME manages it (certstore_acme_manages). On failure, returns NULL with
+ * "file:line: message" in err. */
 struct certstore *certstore_new(const struct config *cfg, char *err, size_t errlen);
 void certstore_free(struct certstore *cs);
 /* The tenant claiming the SNI name (exact names first, then "*.rest" wildcards), or NULL. The

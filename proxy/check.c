@@ -201,7 +201,9 @@ static void report_hostname(struct check_report *r, const struct certstore *cs, 
 	fprintf(r->out, "  %s\n", hostname);
 	report_acme(r, r->cfg, t, hostname);
 	if (!c && certstore_acme_manages(r->cfg, t, hostname)) {
-		check_say(r, "warn", "no certificate yet: ACME obtains one; the default certificate is served meanwhile");
+		check_say(
+		        r, "warn",
+		        "no certificate yet: ACME obtains one; the default certificate is served meanwhile");
 		return;
 	}
 	if (!c) {

@@ -818,8 +818,9 @@ const char *config_tenant_cert_dir(const struct config *cfg, const struct tenant
 
 /* ---- acme ---- */
 
-static const char *const acme_keys[] = {"directory",  "email",     "ca_file",  "challenge", "http_listen",
-                                        "renew_days", "key_type", "state_dir", "backoff",   "client", NULL};
+static const char *const acme_keys[] = {"directory",   "email",      "ca_file",  "challenge",
+                                        "http_listen", "renew_days", "key_type", "state_dir",
+                                        "backoff",     "client",     NULL};
 
 /* lego takes "interface:port" or ":port"; the interface must be an IP literal. */
 static bool valid_http_listen(const char *v)
@@ -842,8 +843,8 @@ static bool parse_acme_key_type(struct parse *p, const config_setting_t *g, stru
 
 	if (!get_string(p, g, "key_type", "ecdsa", &v))
 		return false;
-	a->key_type = strcmp(v, "ecdsa") == 0 ? CONFIG_ACME_ECDSA
-	              : strcmp(v, "rsa") == 0 ? CONFIG_ACME_RSA
+	a->key_type = strcmp(v, "ecdsa") == 0  ? CONFIG_ACME_ECDSA
+	              : strcmp(v, "rsa") == 0  ? CONFIG_ACME_RSA
 	              : strcmp(v, "both") == 0 ? CONFIG_ACME_BOTH
 	                                       : 0;
 	free(v);
@@ -859,19 +860,24 @@ static bool parse_acme_strings(struct parse *p, const config_setting_t *g, struc
 
 	if (!get_string(p, g, "directory", NULL, &a->directory) ||
 	    (config_setting_get_member(g, "email") && !get_string(p, g, "email", NULL, &a->email)) ||
-	    !get_opt_path(p, g, "ca_file", &a->ca_file) || !get_string(p, g, "challenge", "http-01", &challenge) ||
-	    !get_string(p, g, "http_listen", ":80", &a->http_listen) || !get_string(p, g, "client", "lego", &a->client))
+	    !get_opt_path(p, g, "ca_file", &a->ca_file) ||
+	    !get_string(p, g, "challenge", "http-01", &challenge) ||
+	    !get_string(p, g, "http_listen", ":80", &a->http_listen) ||
+	    !get_string(p, g, "client", "lego", &a->client))
 		goto out;
 	if (strncmp(a->directory, "https://", 8) != 0)
 		fail(p, config_setting_get_member(g, "directory"), "'directory' must be an https:// URL");
 	else if (a->email && (!strchr(a->email, '@') || strpbrk(a->email, " \t\r\n")))
-		fail(p, config_setting_get_member(g, "email"), "'email' is not an e-mail address: %s", a->email);
+		fail(p, config_setting_get_member(g, "email"), "'email' is not an e-mail address: %s",
+		     a->email);
 	else if (strcmp(challenge, "http-01") != 0)
 		fail(p, config_setting_get_member(g, "challenge"),
-		     "'challenge' must be \"http-01\" (wildcard names need DNS-01, which livery does not do)");
+		     "'challenge' must be \"http-01\" (wildcard names need DNS-01, which livery does not "
+		     "do)");
 	else if (!valid_http_listen(a->http_listen))
 		fail(p, config_setting_get_member(g, "http_listen"),
-		     "'http_listen' must be \"address:port\" with an IP address, or \":port\", e.g. \"0.0.0.0:80\"");
+		     "'http_listen' must be \"address:port\" with an IP address, or \":port\", e.g. "
+		     "\"0.0.0.0:80\"");
 out:
 	free(challenge);
 	return !p->failed;
@@ -882,7 +888,8 @@ static bool parse_acme_state_dir(struct parse *p, const config_setting_t *g, str
 {
 	if (config_setting_get_member(g, "state_dir"))
 		return get_path(p, g, "state_dir", NULL, &a->state_dir);
-	a->state_dir = p->cfg->cert_dir ? xasprintf("%s/.acme", p->cfg->cert_dir) : xstrdup("/var/lib/livery/acme");
+	a->state_dir =
+	        p->cfg->cert_dir ? xasprintf("%s/.acme", p->cfg->cert_dir) : xstrdup("/var/lib/livery/acme");
 	return true;
 }
 
@@ -900,7 +907,8 @@ static bool parse_acme(struct parse *p, const config_t *lc)
 	a->src_file = source_file(p, g);
 	a->line = (int)config_setting_source_line(g);
 	if (!parse_acme_strings(p, g, a) || !parse_acme_key_type(p, g, a) || !parse_acme_state_dir(p, g, a) ||
-	    !get_int(p, g, "renew_days", 30, 1, 3650, &days) || !get_int(p, g, "backoff", 60, 1, 86400, &backoff))
+	    !get_int(p, g, "renew_days", 30, 1, 3650, &days) ||
+	    !get_int(p, g, "backoff", 60, 1, 86400, &backoff))
 		return false;
 	a->renew_days = (unsigned)days;
 	a->backoff_s = (unsigned)backoff;
@@ -944,8 +952,9 @@ static bool parse_top(struct parse *p, const config_t *lc)
 	if (!ok)
 		return fail(p, config_setting_get_member(root, "bare_line_endings"),
 		            "'bare_line_endings' must be \"reject\" or \"normalize\"");
-	return parse_records(p, root) && parse_admin(p, root) && parse_cert_dir(p, root) && parse_limits(p, lc) &&
-	       parse_regions(p, lc) && parse_tenants(p, lc) && parse_listeners(p, lc) && parse_acme(p, lc);
+	return parse_records(p, root) && parse_admin(p, root) && parse_cert_dir(p, root) &&
+	       parse_limits(p, lc) && parse_regions(p, lc) && parse_tenants(p, lc) &&
+	       parse_listeners(p, lc) && parse_acme(p, lc);
 }
 
 static char *dir_of(const char *path)

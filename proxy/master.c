@@ -64,8 +64,8 @@ struct master {
 	uv_timer_t respawn;
 	int signal_fd;
 	int ready_pipe[2];
-	int acme_pipe[2];    /* workers write the names clients asked for that wait for ACME */
-	struct acme *acme;   /* certificate orders; idle without an acme block */
+	int acme_pipe[2];  /* workers write the names clients asked for that wait for ACME */
+	struct acme *acme; /* certificate orders; idle without an acme block */
 	struct gen *gens; /* newest first */
 	struct gen *current;
 	unsigned last_gen;

@@ -693,8 +693,10 @@ static void put_acme(FILE *f, const struct metrics *m)
 	        "# TYPE livery_acme_orders_total counter\n"
 	        "livery_acme_orders_total{result=\"ok\"} %" PRIu64 "\n"
 	        "livery_acme_orders_total{result=\"failed\"} %" PRIu64 "\n",
-	        (uint64_t)atomic_load(&m->shm->acme_orders_ok), (uint64_t)atomic_load(&m->shm->acme_orders_failed));
-	fprintf(f, "# HELP livery_acme_renewal_timestamp_seconds When each ACME-managed host name's certificate is "
+	        (uint64_t)atomic_load(&m->shm->acme_orders_ok),
+	        (uint64_t)atomic_load(&m->shm->acme_orders_failed));
+	fprintf(f, "# HELP livery_acme_renewal_timestamp_seconds When each ACME-managed host name's "
+	           "certificate is "
 	           "due for renewal (Unix time).\n"
 	           "# TYPE livery_acme_renewal_timestamp_seconds gauge\n");
 	for (size_t i = 0; i < cfg->ntenants; i++) {
@@ -705,7 +707,8 @@ static void put_acme(FILE *f, const struct metrics *m)
 				continue;
 			snprintf(extra, sizeof(extra), ",name=\"%s\"", t->hostnames[h]);
 			put_series(f, "livery_acme_renewal_timestamp_seconds", "tenant", t->name, extra);
-			fprintf(f, " %" PRId64 "\n", c ? (int64_t)c->info.not_after - (int64_t)cfg->acme.renew_days * 86400 : now);
+			fprintf(f, " %" PRId64 "\n",
+			        c ? (int64_t)c->info.not_after - (int64_t)cfg->acme.renew_days * 86400 : now);
 		}
 	}
 }

@@ -1260,8 +1260,9 @@ static void test_acme(void **state)
 	assert_string_equal(cfg->acme.state_dir, want);
 	config_free(cfg);
 	cfg = load_ok(c, LISTENER_LINE TENANT_LINE
-	              "acme = { directory = \"https://acme.test/dir\"; email = \"ops@livery.test\"; ca_file = \"ca.pem\";"
-	              " challenge = \"http-01\"; http_listen = \"[::1]:8080\"; renew_days = 20; key_type = \"both\";"
+	              "acme = { directory = \"https://acme.test/dir\"; email = \"ops@livery.test\";"
+	              " ca_file = \"ca.pem\"; challenge = \"http-01\"; http_listen = \"[::1]:8080\";"
+	              " renew_days = 20; key_type = \"both\";"
 	              " state_dir = \"st\"; backoff = 5; client = \"/usr/local/bin/lego\"; };\n");
 	assert_string_equal(cfg->acme.email, "ops@livery.test");
 	assert_path(c, cfg->acme.ca_file, "ca.pem");
@@ -1291,7 +1292,8 @@ static void test_err_acme(void **state)
 	expect_err(c, ACME_LINE(" http_listen = \"example.test:80\";"), 3, "'http_listen' must be");
 	expect_err(c, ACME_LINE(" http_listen = \":0\";"), 3, "'http_listen' must be");
 	expect_err(c, ACME_LINE(" renew_days = 0;"), 3, "'renew_days' must be between 1 and 3650");
-	expect_err(c, ACME_LINE(" key_type = \"dsa\";"), 3, "'key_type' must be \"ecdsa\", \"rsa\" or \"both\"");
+	expect_err(c, ACME_LINE(" key_type = \"dsa\";"), 3,
+	           "'key_type' must be \"ecdsa\", \"rsa\" or \"both\"");
 	expect_err(c, ACME_LINE(" dns = 1;"), 3, "unknown key 'dns' in acme");
 	expect_err(c, LISTENER_LINE TENANT_LINE "acme = 5;\n", 3, "acme must be a group");
 }
