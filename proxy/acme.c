@@ -390,8 +390,8 @@ static void on_timeout(uv_timer_t *t)
 	struct acme_job *j = container_of(t, struct acme_job, timeout);
 
 	j->timed_out = true;
-	/* SIGKILL: lego starts with the master's signal mask (SIGTERM blocked for the signalfd),
-	 * which libuv's uv_spawn hands down, and Go leaves it blocked. */
+	/* SIGKILL: an order cut short has nothing worth saving (the next one starts afresh), and
+	 * nothing in lego can hold it up. */
 	uv_process_kill(&j->proc, SIGKILL);
 }
 
