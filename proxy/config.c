@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -31,19 +32,24 @@ static const char *const top_keys[] = {
         "acme",     /* certificates obtained over ACME into the cert_dirs */
         NULL};
 static const char *const listener_keys[] = {
-        "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth", NULL};
+        "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth",
+        "proxy_protocol", "proxy_trusted", "proxy_timeout", /* a load balancer in front (PROXY protocol) */
+        NULL};
 static const char *const region_keys[] = {
         "name",    "host",      "hosts",           "port",           "tls",   "verify_name",
         "ca_file", "ehlo_name", "connect_timeout", "tls_resumption", "scrub", NULL};
 static const char *const tenant_keys[] = {
         "name",        "hostnames",         "cert",     "key", "region",
         "require_tls", "skip_verification", "cert_dir", /* this tenant's own certificate directory */
+        "limits", /* sending limits */
         NULL};
 static const char *const limits_keys[] = {"max_message_size",  "max_connections",  "max_connections_per_ip",
                                           "max_auth_failures", "max_bad_commands", "command_timeout",
                                           "data_timeout",      "relay_timeout",    "relay_data_timeout",
                                           "tls_timeout",       "shutdown_timeout", "max_unauthenticated_relay_legs",
-                                          "max_unauthenticated_relay_legs_per_ip", NULL};
+                                          "max_unauthenticated_relay_legs_per_ip",
+                                          /* sending limits: where they are counted */
+                                          "backend", "redis_failure", "redis_timeout_ms", NULL};
 
 /* The file a setting came from. libconfig names an @include'd file as written, relative to
  * the include directory (the main file's), so it is made relative to where we run instead. */
@@ -527,6 +533,78 @@ static bool parse_tenant_certs(struct parse *p, const config_setting_t *g, struc
 	return true;
 }
 
+/* ---- sending limits: the tenant's limits group, and where they are counted ---- */
+
+/* Its keys are quota_limit_names, in [scope][kind] order. */
+static bool parse_tenant_limits(struct parse *p, const config_setting_t *tg, struct tenant_cfg *t)
+{
+	const config_setting_t *g = config_setting_get_member(tg, "limits");
+	long long v;
+
+	if (!g)
+		return true;
+	if (!check_keys(p, g, quota_limit_names, "a tenant's limits"))
+		return false;
+	for (int scope = 0; scope < QUOTA_NSCOPES; scope++) {
+		for (int kind = 0; kind < QUOTA_NKINDS; kind++) {
+			if (!get_int(p, g, quota_limit_names[scope * QUOTA_NKINDS + kind], 0, 1, QUOTA_LIMIT_MAX, &v))
+				return false;
+			t->per_hour[scope][kind] = (unsigned)v;
+		}
+	}
+	return true;
+}
+
+/* The Redis host as an address: resolved here, at load (blocking is fine in the master), so
+ * that a worker never resolves a name on its event loop. */
+static bool resolve_redis_host(struct parse *p, const config_setting_t *s, struct quota_url *u)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+	int rc = getaddrinfo(u->host, NULL, &hints, &res);
+
+	if (rc != 0)
+		return fail(p, s, "cannot resolve the Redis host '%s': %s", u->host, gai_strerror(rc));
+	const void *a = res->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+	                                           : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+	inet_ntop(res->ai_family, a, u->host, sizeof(u->host));
+	freeaddrinfo(res);
+	return true;
+}
+
+static bool parse_backend(struct parse *p, const config_setting_t *g, struct sending_cfg *sc)
+{
+	const config_setting_t *s = config_setting_get_member(g, "backend");
+	char *v = NULL, err[256];
+
+	if (!get_string(p, g, "backend", "memory", &v))
+		return false;
+	sc->redis = strcmp(v, "memory") != 0;
+	bool ok = !sc->redis || quota_url_parse(v, &sc->url, err, sizeof(err));
+	free(v);
+	if (!ok)
+		return fail(p, s, "'backend' must be \"memory\" or \"redis://host:port/db\": %s", err);
+	return !sc->redis || resolve_redis_host(p, s, &sc->url);
+}
+
+static bool parse_sending(struct parse *p, const config_setting_t *g)
+{
+	struct sending_cfg *sc = &p->cfg->sending;
+	char *v = NULL;
+	long long ms;
+
+	if (!parse_backend(p, g, sc) || !get_int(p, g, "redis_timeout_ms", 500, 10, 60000, &ms) ||
+	    !get_string(p, g, "redis_failure", "open", &v))
+		return false;
+	sc->timeout_ms = (unsigned)ms;
+	sc->fail_closed = strcmp(v, "closed") == 0;
+	bool ok = sc->fail_closed || strcmp(v, "open") == 0;
+	free(v);
+	if (!ok)
+		return fail(p, config_setting_get_member(g, "redis_failure"),
+		            "'redis_failure' must be \"open\" or \"closed\"");
+	return true;
+}
+
 static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
 {
 	char *region = NULL;
@@ -550,7 +628,7 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 		t->region->line = (int)config_setting_source_line(rs);
 	}
 	return get_bool(p, g, "require_tls", true, &t->require_tls) &&
-	       get_bool(p, g, "skip_verification", false, &t->skip_verification);
+	       get_bool(p, g, "skip_verification", false, &t->skip_verification) && parse_tenant_limits(p, g, t);
 }
 
 static bool parse_tenants(struct parse *p, const config_t *lc)
@@ -577,6 +655,48 @@ static bool parse_tenants(struct parse *p, const config_t *lc)
 	return true;
 }
 
+/* ---- a listener behind a load balancer: proxy_protocol, proxy_trusted, proxy_timeout ---- */
+
+static bool parse_trusted(struct parse *p, const config_setting_t *g, struct listener_cfg *l)
+{
+	char **list;
+	size_t n;
+	const char *why;
+
+	if (!get_string_list(p, g, "proxy_trusted", false, &list, &n))
+		return false;
+	l->proxy_trusted = xcalloc(n ? n : 1, sizeof(struct cidr));
+	for (size_t i = 0; i < n && !p->failed; i++) {
+		if (!cidr_parse(list[i], &l->proxy_trusted[i], &why))
+			fail(p, config_setting_get_member(g, "proxy_trusted"), "'proxy_trusted': \"%s\" %s", list[i],
+			     why);
+		l->nproxy_trusted++;
+	}
+	free_list(list, n);
+	return !p->failed;
+}
+
+/* A PROXY header can claim any address: only the balancers named in proxy_trusted may send
+ * one, so proxy_protocol without them is an error, not an open door. */
+static bool parse_listener_proxy(struct parse *p, const config_setting_t *g, struct listener_cfg *l)
+{
+	if (!get_bool(p, g, "proxy_protocol", false, &l->proxy_protocol) || !parse_trusted(p, g, l) ||
+	    !get_seconds(p, g, "proxy_timeout", 5, &l->proxy_timeout_ms))
+		return false;
+	if (l->proxy_protocol && l->nproxy_trusted == 0)
+		return fail(p, config_setting_get_member(g, "proxy_protocol"),
+		            "'proxy_protocol' needs 'proxy_trusted': the addresses (CIDR) of the load balancers "
+		            "that may send the PROXY header");
+	const config_setting_t *stray = config_setting_get_member(g, "proxy_trusted");
+	if (!stray)
+		stray = config_setting_get_member(g, "proxy_timeout");
+	if (!l->proxy_protocol && stray)
+		return fail(p, stray, "'%s' only applies with 'proxy_protocol = true'", config_setting_name(stray));
+	return true;
+}
+
+/* ---- listeners ---- */
+
 static bool parse_listener(struct parse *p, const config_setting_t *g, struct listener_cfg *l)
 {
 	long long port;
@@ -587,7 +707,8 @@ static bool parse_listener(struct parse *p, const config_setting_t *g, struct li
 	    !get_int(p, g, "port", -1, 1, 65535, &port) || !get_tls_mode(p, g, &l->tls) ||
 	    !get_string(p, g, "hostname", NULL, &l->hostname) ||
 	    !get_string(p, g, "default_tenant", NULL, &tenant) ||
-	    !get_bool(p, g, "allow_plaintext_auth", false, &l->allow_plaintext_auth))
+	    !get_bool(p, g, "allow_plaintext_auth", false, &l->allow_plaintext_auth) ||
+	    !parse_listener_proxy(p, g, l))
 		goto out;
 	l->port = (int)port;
 	if (!is_ip_literal(l->address))
@@ -666,7 +787,7 @@ static bool parse_limits(struct parse *p, const config_t *lc)
 	    !get_seconds(p, g, "shutdown_timeout", 10, &l->shutdown_timeout_ms))
 		return false;
 	l->max_message_size = (uint64_t)size;
-	return true;
+	return parse_sending(p, g);
 }
 
 /* Where the session and message records go, and in which form. */
@@ -1004,6 +1125,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		free(cfg->listeners[i].address);
 		free(cfg->listeners[i].hostname);
+		free(cfg->listeners[i].proxy_trusted);
 	}
 	for (size_t i = 0; i < cfg->ntenants; i++) {
 		struct tenant_cfg *t = &cfg->tenants[i];

@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cidr.h"
 #include "log.h"
+#include "quota_key.h"
 #include "smtp_proto.h"
 
 #define CONFIG_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
@@ -56,6 +58,8 @@ struct tenant_cfg {
 	/* The tenant in cfg->tenants: itself, also in the per-name copies certstore makes of it
 	 * (so per-tenant tables can index by origin - cfg->tenants). */
 	const struct tenant_cfg *origin;
+	/* Sending limits (the tenant's limits group): per hour, by scope and kind; 0: none. */
+	unsigned per_hour[QUOTA_NSCOPES][QUOTA_NKINDS];
 };
 
 struct listener_cfg {
@@ -65,6 +69,12 @@ struct listener_cfg {
 	char *hostname;
 	struct tenant_cfg *default_tenant;
 	bool allow_plaintext_auth;
+	/* PROXY protocol (v1 or v2) from a load balancer: each connection must come from one of
+	 * proxy_trusted and start with the header, within proxy_timeout_ms. */
+	bool proxy_protocol;
+	struct cidr *proxy_trusted;
+	size_t nproxy_trusted;
+	unsigned proxy_timeout_ms;
 };
 
 struct limits_cfg {
@@ -103,6 +113,15 @@ struct acme_cfg {
 	int line;
 };
 
+/* Where the sending limits' counters live (limits.backend) and what a check does when they
+ * cannot answer (limits.redis_failure). */
+struct sending_cfg {
+	bool redis;           /* false: the in-process counters, per instance */
+	struct quota_url url; /* with redis: url.host is an address (a name is resolved at load) */
+	bool fail_closed;     /* no answer: refuse with 451 4.3.0 (else accept) */
+	unsigned timeout_ms;  /* a check unanswered this long counts as no answer */
+};
+
 enum config_log_format { CONFIG_LOG_JSON, CONFIG_LOG_TEXT, CONFIG_LOG_NONE };
 
 /* Who the worker processes run as, and where the master writes its pid. */
@@ -137,6 +156,7 @@ struct config {
 	struct tenant_cfg *tenants;
 	size_t ntenants;
 	struct limits_cfg limits;
+	struct sending_cfg sending;
 	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
 	char *cert_dir_src_file;
 	int cert_dir_line;

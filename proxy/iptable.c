@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "util.h"
 
@@ -41,14 +40,9 @@ struct iptable {
 
 struct iptable_shm *iptable_shm_new(void)
 {
-	struct iptable_shm *shm =
-	        mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct iptable_shm *shm = xmmap_shared(sizeof(*shm));
 
-	if (shm == MAP_FAILED)
-		abort(); /* like x*alloc: no memory at startup */
-	/* A secret seed, so that nobody can pick addresses that collide on purpose. */
-	if (getrandom(&shm->seed, sizeof(shm->seed), 0) != sizeof(shm->seed))
-		shm->seed = (uint64_t)(uintptr_t)shm ^ 0x9e3779b97f4a7c15ULL;
+	shm->seed = util_random_seed(); /* so that nobody can pick addresses that collide on purpose */
 	return shm;
 }
 

@@ -53,6 +53,10 @@ static const char usage[] =
         "(or SIGQUIT) ends them at once. SIGUSR1 reopens log_file (after logrotate). A worker\n"
         "that dies is replaced within a second.\n"
         "\n"
+        "Sending limits (a tenant's limits group: messages and recipients per hour, per tenant,\n"
+        "user or client address) are counted per instance, or in Redis with limits.backend =\n"
+        "\"redis://host:port/db\" so that several instances share one budget.\n"
+        "\n"
         "Exit status: 0 on success, 1 on a runtime error (e.g. a port cannot be bound, or no\n"
         "livery runs for `reload`), 2 on a usage or configuration error.\n";
 

@@ -19,6 +19,7 @@
 #include "iptable.h"
 #include "listener.h"
 #include "metrics.h"
+#include "quota_mem.h"
 #include "records.h"
 #include "util.h"
 #include "worker.h"
@@ -74,6 +75,7 @@ struct master {
 	struct iptable_shm *unauth_shm; /* relay legs of unauthenticated sessions, like shm */
 	struct certmon *certmon;        /* the serving generation's cert_dir watch and expiry warnings */
 	struct metrics_shm *metrics;    /* counters, one slot per entry of procs */
+	struct quota_mem *quota_mem;    /* the sending limits' counters (memory backend) */
 	char *pid_file;
 	bool root;
 	bool stopping;
@@ -314,6 +316,7 @@ static void spawn(struct master *m, struct gen *g, unsigned index)
 	                           .shm = m->shm,
 	                           .unauth_shm = m->unauth_shm,
 	                           .metrics = m->metrics,
+	                           .quota_mem = m->quota_mem,
 	                           .labels = g->labels,
 	                           .admin_fd = g->admin_fd,
 	                           .region = (unsigned)(p - m->procs),
@@ -750,6 +753,7 @@ static int setup(struct master *m)
 	m->shm = iptable_shm_new();
 	m->unauth_shm = iptable_shm_new();
 	m->metrics = metrics_shm_new();
+	m->quota_mem = quota_mem_new(); /* one budget for all workers, kept across reloads */
 	m->acme = acme_new(&m->loop, m->metrics);
 	m->root = geteuid() == 0;
 	return rc;
@@ -786,6 +790,7 @@ static void teardown(struct master *m)
 	iptable_shm_free(m->shm);
 	iptable_shm_free(m->unauth_shm);
 	metrics_shm_free(m->metrics);
+	quota_mem_free(m->quota_mem);
 	remove_pid_file(m);
 }
 

@@ -26,7 +26,7 @@ static const double long_bounds[NB] = {.1, .5, 1, 5, 10, 30, 60, 120, 300, 600, 
 /* Session ends: the records' vocabulary (session.c's end_name), the relay failures, "other". */
 static const char *const local_ends[] = {
         "quit",        "client_timeout", "client_reset",   "client_tls_failed",
-        "auth_failed", "limit",          "protocol_error", "drain"};
+        "auth_failed", "limit",          "protocol_error", "drain", "proxy_refused"};
 #define NLOCAL_ENDS ARRAY_LEN(local_ends)
 #define NFAIL       UPSTREAM_VALIDATION_FAILURE /* upstream failures 1..NFAIL */
 #define NEND        (NLOCAL_ENDS + NFAIL + 1)
@@ -43,7 +43,9 @@ enum {
 	T_CLIENT_IN = T_MSG + NCLASS,
 	T_CLIENT_OUT,
 	T_DURATION,
-	T_FIELDS = T_DURATION + H_FIELDS
+	T_LIMIT_REFUSED = T_DURATION + H_FIELDS, /* by quota_limit_names */
+	T_LIMIT_UNANSWERED = T_LIMIT_REFUSED + QUOTA_NSCOPES * QUOTA_NKINDS, /* accepted, refused */
+	T_FIELDS = T_LIMIT_UNANSWERED + 2
 };
 enum {
 	L_ACCEPTED,
@@ -385,6 +387,15 @@ void metrics_message(struct metrics *m, const struct tenant_cfg *t, int code, co
 		observe(&rrow(m, t->region)[R_VERDICT], short_bounds, us_since(dot_ns));
 }
 
+void metrics_sending_limit(struct metrics *m, const struct tenant_cfg *t, enum quota_result r, size_t limit,
+                           bool fail_closed)
+{
+	if (m && r == QUOTA_OVER)
+		add(&trow(m, t)[T_LIMIT_REFUSED + limit], 1);
+	else if (m && r == QUOTA_UNAVAILABLE)
+		add(&trow(m, t)[T_LIMIT_UNANSWERED + fail_closed], 1);
+}
+
 void metrics_relay_leg(struct metrics *m, const struct tenant_cfg *t, const struct upstream_info *i)
 {
 	if (!m)
@@ -493,6 +504,16 @@ static const char *limit_label(size_t i)
 	return i == 0 ? "max_connections" : "max_connections_per_ip";
 }
 
+static const char *sending_limit_label(size_t i)
+{
+	return quota_limit_names[i];
+}
+
+static const char *accepted_refused(size_t i)
+{
+	return i == 0 ? "accepted" : "refused";
+}
+
 static const char *leg_label(size_t i)
 {
 	return i == 0         ? "ok"
@@ -551,6 +572,13 @@ static const struct family families[] = {
          T_MSG, NCLASS, "result", class_label, NULL},
         {"livery_client_bytes_total", "counter", "Client-leg bytes on the wire.", K_TENANT, T_CLIENT_IN, 2,
          "direction", direction, NULL},
+        {"livery_sending_limit_refusals_total", "counter",
+         "MAIL (messages) and RCPT (recipients) commands refused with 451 4.7.1 by a sending limit.", K_TENANT,
+         T_LIMIT_REFUSED, QUOTA_NSCOPES * QUOTA_NKINDS, "limit", sending_limit_label, NULL},
+        {"livery_sending_limit_unanswered_total", "counter",
+         "Sending-limit checks the counters did not answer (Redis unreachable or slow), accepted or refused "
+         "as redis_failure says.",
+         K_TENANT, T_LIMIT_UNANSWERED, 2, "outcome", accepted_refused, NULL},
         {"livery_relay_legs_total", "counter",
          "Relay legs by outcome: ok (TLS up), a failure (RFC 8460 result types for TLS), or closed before "
          "TLS.",

@@ -75,6 +75,10 @@ void metrics_auth(struct metrics *m, const struct tenant_cfg *t, bool ok);
  * (none: the session or leg ended first). dot_ns: uv_hrtime() at the end of data, or 0. */
 void metrics_message(struct metrics *m, const struct tenant_cfg *t, int code, const char *by,
                      uint64_t dot_ns);
+/* A sending-limit check refused (QUOTA_OVER: limit is the index in quota_limit_names) or got
+ * no answer (QUOTA_UNAVAILABLE, then accepted or refused as fail_closed says). */
+void metrics_sending_limit(struct metrics *m, const struct tenant_cfg *t, enum quota_result r, size_t limit,
+                           bool fail_closed);
 /* A relay leg is over (closed or failed): its outcome, TLS, timings and bytes. */
 void metrics_relay_leg(struct metrics *m, const struct tenant_cfg *t, const struct upstream_info *i);
 

@@ -228,6 +228,7 @@ static json_t *message_json(const struct records_message *r, const char *ts)
 	set_str(o, "reply", r->reply);
 	set_str(o, "by", r->by);
 	set_str(o, "queue_id", r->queue_id);
+	set_str(o, "limit", r->limit);
 	json_object_set_new(o, "relay", r->relay ? relay_json(r->relay) : json_null());
 	return o;
 }
@@ -251,10 +252,10 @@ static char *session_text(const struct records_session *r, const char *ts)
 
 static char *message_text(const struct records_message *r, const char *ts)
 {
-	return xasprintf("%s message %s sender=%s recipients=%u size=%llu code=%d by=%s queue_id=%s "
+	return xasprintf("%s message %s sender=%s recipients=%u size=%llu code=%d by=%s queue_id=%s limit=%s "
 	                 "reply=\"%s\"",
 	                 ts, r->session, OR_DASH(r->sender), r->rcpts, (unsigned long long)r->size, r->code,
-	                 r->by, OR_DASH(r->queue_id), r->reply ? r->reply : "");
+	                 r->by, OR_DASH(r->queue_id), OR_DASH(r->limit), r->reply ? r->reply : "");
 }
 
 void records_session(const struct records_session *r)

@@ -35,6 +35,9 @@ struct records_message {
 	const char *reply;  /* its text, as the relay sent it (operators may see it) */
 	const char *by;     /* "relay" or "livery" */
 	const char *queue_id;
+	/* The sending limit (its config key, or "backend_unavailable") that refused the message
+	 * at MAIL or one of its recipients at RCPT; NULL: none. */
+	const char *limit;
 	const struct upstream_info *relay;
 };
 

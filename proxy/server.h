@@ -15,6 +15,7 @@
 
 struct session;
 struct metrics;
+struct quota;
 
 struct server {
 	uv_loop_t *loop;
@@ -28,6 +29,7 @@ struct server {
 	struct iptable *unauth_legs;
 	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
 	struct metrics *metrics;                  /* this worker's counters (NULL: none) */
+	struct quota *quota;                      /* the sending limits' counters */
 	uint64_t next_id;
 	int worker; /* the worker's pid: session ids ("w<pid>s<n>") stay unique across processes */
 	bool draining;

@@ -27,7 +27,9 @@ static void update_client_timer(struct session *s)
 
 	if (session_closing(s))
 		return;
-	if (s->state == SS_HANDSHAKE)
+	if (s->state == SS_PROXY)
+		ms = s->lcfg->proxy_timeout_ms;
+	else if (s->state == SS_HANDSHAKE)
 		ms = s->srv->cfg->limits.tls_timeout_ms;
 	else if (session_has(s, SF_PAUSED_FOR_LEG))
 		ms = 0; /* we stopped reading the client because the relay does not read: its timer runs */
@@ -61,6 +63,8 @@ static bool wait_over(const struct session *s)
 		return !s->up || upstream_is_ready(s->up);
 	case SESSION_WAIT_REPLIES:
 		return !session_relay_owed(s);
+	case SESSION_WAIT_LIMIT:
+		return s->limit.state == SL_ANSWERED;
 	}
 	abort(); /* broken invariant: an unknown wait */
 }
@@ -79,6 +83,7 @@ static const struct session_state_entry states[] = {
         [SS_WAIT] = {"wait", input_wait},           [SS_AUTH] = {"auth", input_none},
         [SS_SASL] = {"sasl", session_input_auth},   [SS_DATA] = {"data", session_input_data},
         [SS_BDAT] = {"bdat", session_input_bdat},   [SS_CLOSING] = {"closing", input_none},
+        [SS_PROXY] = {"proxy", session_input_proxy},
 };
 
 void session_enter_state(struct session *s, enum session_state next)
@@ -383,6 +388,11 @@ static void cl_on_timeout(void *owner)
 {
 	struct session *s = owner;
 
+	if (s->state == SS_PROXY) { /* nothing was said to the client: no reply is due */
+		log_warn("%s: closing the connection from %s: no PROXY header within proxy_timeout", s->id, s->peer);
+		session_close(s, SE_PROXY, "no PROXY header in time");
+		return;
+	}
 	if (s->state == SS_HANDSHAKE)
 		metrics_client_tls(s->srv->metrics, s->lcfg, METRICS_TLS_TIMEOUT, 0);
 	if (s->state != SS_HANDSHAKE) {
@@ -430,6 +440,7 @@ static const char *end_name(const struct session *s, enum session_end end)
 	        [SE_CLIENT_RESET] = "client_reset", [SE_CLIENT_TLS] = "client_tls_failed",
 	        [SE_AUTH_FAILED] = "auth_failed", [SE_LIMIT] = "limit",
 	        [SE_PROTOCOL] = "protocol_error", [SE_DRAIN] = "drain",
+	        [SE_PROXY] = "proxy_refused",
 	};
 
 	if (end != SE_RELAY)
@@ -444,8 +455,7 @@ static void write_session_record(struct session *s, enum session_end end, const 
 	bool tls = session_has(s, SF_TLS);
 
 	snprintf(listener, sizeof(listener), "%s:%d", s->lcfg->address, s->lcfg->port);
-	snprintf(client, sizeof(client), strchr(s->peer, ':') ? "[%s]:%d" : "%s:%d", s->peer,
-	         stream_peer_port(s->client));
+	snprintf(client, sizeof(client), strchr(s->peer, ':') ? "[%s]:%d" : "%s:%d", s->peer, s->peer_port);
 	struct records_session r = {
 	        .id = s->id,
 	        .listener = listener,
@@ -505,6 +515,7 @@ static void session_free(struct session *s)
 		s->next->prev = s->prev;
 	srv->nsessions--;
 	metrics_closed(srv->metrics, s->lcfg);
+	session_limit_cancel(s);
 	session_free_pending(s);
 	iobuf_free(&s->in);
 	iobuf_free(&s->fwd);
@@ -560,16 +571,28 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 		return;
 	}
 	stream_peer_name(s->client, s->peer, sizeof(s->peer));
+	s->peer_port = stream_peer_port(s->client);
 	log_debug("%s: connection from %s on %s port %d", s->id, s->peer, lcfg->address, lcfg->port);
+	if (!lcfg->proxy_protocol) {
+		session_begin(s);
+		return;
+	}
+	session_proxy_start(s); /* session_begin once the header names the client */
+	update_client_timer(s);
+}
+
+void session_begin(struct session *s)
+{
 	if (over_limits(s))
 		return;
-	if (lcfg->tls == TLS_MODE_IMPLICIT) {
-		s->state = SS_HANDSHAKE;
+	bool implicit = s->lcfg->tls == TLS_MODE_IMPLICIT;
+	enum session_state next = implicit ? SS_HANDSHAKE : SS_COMMAND;
+	if (s->state != next) /* a new session is in SS_HANDSHAKE already */
+		session_enter_state(s, next);
+	if (implicit)
 		stream_start_tls_server(s->client);
-	} else {
-		s->state = SS_COMMAND;
+	else
 		greet(s);
-	}
 	update_client_timer(s);
 }
 
@@ -577,7 +600,7 @@ void session_shutdown(struct session *s)
 {
 	if (session_closing(s))
 		return;
-	if (s->state != SS_HANDSHAKE) {
+	if (s->state != SS_HANDSHAKE && s->state != SS_PROXY) {
 		session_free_pending(s);
 		session_reply(s, 421, "4.3.2 %s Service shutting down", s->brand);
 	}

@@ -207,9 +207,22 @@ static enum session_cmd_result relay_cmd(struct session *s, const struct smtp_cm
 	return SC_DONE;
 }
 
+/* RCPT, DATA and BDAT belong to a transaction whose MAIL went to the relay: after a MAIL
+ * refused here (a sending limit), nothing of that message may reach the relay. */
+static bool need_mail(struct session *s)
+{
+	if (s->tx.rec)
+		return true;
+	session_reply(s, 503, "5.5.1 Error: need MAIL command");
+	return false;
+}
+
+/* The sending limits are asked once the relay leg is ready, so that a MAIL or RCPT they
+ * count goes to the relay at once. */
 static enum session_cmd_result cmd_mail(struct session *s, const struct smtp_cmd *c)
 {
 	uint64_t size;
+	enum session_cmd_result res;
 
 	if (!need_auth(s))
 		return SC_DONE;
@@ -217,19 +230,27 @@ static enum session_cmd_result cmd_mail(struct session *s, const struct smtp_cmd
 		session_reply(s, 552, "5.3.4 Message size exceeds fixed maximum message size");
 		return SC_DONE;
 	}
+	if (!session_need_upstream(s, &res, false) || !session_limit_pass(s, QUOTA_MESSAGES, &res))
+		return res;
 	session_tx_reset(s);
 	return relay_cmd(s, c);
 }
 
 static enum session_cmd_result cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 {
-	return need_auth(s) ? relay_cmd(s, c) : SC_DONE;
+	enum session_cmd_result res;
+
+	if (!need_auth(s) || !need_mail(s))
+		return SC_DONE;
+	if (!session_need_upstream(s, &res, false) || !session_limit_pass(s, QUOTA_RECIPIENTS, &res))
+		return res;
+	return relay_cmd(s, c);
 }
 
 /* DATA is the last command of a pipelined group: nothing more is read until its reply. */
 static enum session_cmd_result cmd_data(struct session *s, const struct smtp_cmd *c)
 {
-	if (!need_auth(s))
+	if (!need_auth(s) || !need_mail(s))
 		return SC_DONE;
 	if (c->arg_len > 0) {
 		session_reply(s, 501, "5.5.4 Syntax: DATA");

@@ -12,6 +12,7 @@
 #include "names.h"
 #include "server.h"
 #include "smtp_proto.h"
+#include "quota.h"
 #include "upstream.h"
 
 /* Unprocessed client input above this pauses reading from the client. */
@@ -20,16 +21,31 @@
  * so a client that pipelines without reading cannot make the queue grow without bound. */
 #define SESSION_PENDING_MAX 100
 
-/* SS_WAIT: a command waits (held in s->line) for what session_wait names, or the group a
+/* SS_PROXY: behind a load balancer (listener proxy_protocol), the PROXY header is awaited;
+ * nothing else happens until it names the real client (session_proxy.c).
+ * SS_WAIT: a command waits (held in s->line) for what session_wait names, or the group a
  * relayed AUTH, DATA or QUIT ends waits for its reply; it resumes once that condition holds.
  * SS_AUTH: an AUTH line was relayed and its reply is owed; SS_SASL: the relay sent 334 and
  * the client's response line is due. */
-enum session_state { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DATA, SS_BDAT, SS_CLOSING };
+enum session_state { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DATA, SS_BDAT, SS_CLOSING, SS_PROXY };
 
 /* What SS_WAIT waits for. */
 enum session_wait {
 	SESSION_WAIT_LEG,     /* the relay leg set up (or failed): its capabilities decide */
 	SESSION_WAIT_REPLIES, /* every relay reply owed: the reply to the group's last command */
+	SESSION_WAIT_LIMIT,   /* the sending-limit check of the held MAIL or RCPT answered */
+};
+
+/* The sending-limit check of the held MAIL or RCPT (session_limit.c): none, under way, or
+ * answered (the command runs again and takes the answer). */
+enum session_limit_state { SL_NONE, SL_CHECKING, SL_ANSWERED };
+
+struct session_limit {
+	enum session_limit_state state;
+	struct quota_op *op;                  /* SL_CHECKING */
+	enum quota_result result;             /* SL_ANSWERED */
+	size_t limit;                         /* QUOTA_OVER: the index in quota_limit_names */
+	size_t limits[QUOTA_NSCOPES];         /* the index of each key checked */
 };
 
 /* The reply after the final dot of DATA, or after BDAT LAST: it ends a message. */
@@ -51,6 +67,7 @@ enum session_end {
 	SE_PROTOCOL,     /* a line too long, a malformed BDAT */
 	SE_DRAIN,        /* shutdown */
 	SE_RELAY,        /* the relay leg failed: its failure names the end */
+	SE_PROXY,        /* proxy_protocol: an untrusted source, a malformed PROXY header or none in time */
 };
 
 /* One message's record: referenced by the transaction while it runs and by each reply owed
@@ -64,6 +81,7 @@ struct session_msgrec {
 	bool content;     /* content went to the relay */
 	bool written;
 	uint64_t dot_at; /* uv_hrtime() when the end of data went to the relay, for metrics */
+	const char *limit; /* the sending limit that refused it or a recipient (records' "limit") */
 };
 
 struct session_pending {
@@ -117,6 +135,7 @@ struct session {
 	char *line;
 	size_t line_len;
 	struct session_tx tx;
+	struct session_limit limit;
 	struct iobuf fwd; /* filtered content on its way to the relay */
 	unsigned messages;
 	unsigned auth_failures;
@@ -129,7 +148,8 @@ struct session {
 	bool sasl_plain;               /* that AUTH is PLAIN (else LOGIN) */
 	char brand[NAME_MAX_LEN + 1];
 	char id[24];
-	char peer[64];
+	char peer[64]; /* the client's address: the connection's, or the one its PROXY header names */
+	int peer_port;
 };
 
 /* SC_WAIT: the handler called session_wait and runs again, from the start, once the wait
@@ -166,7 +186,17 @@ bool session_input_command(struct session *s);
 bool session_input_auth(struct session *s);
 bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool is_auth);
 
+/* session_limit.c: the sending limits, at MAIL (kind QUOTA_MESSAGES) and RCPT (recipients).
+ * True when the held command may go on (within the limits, or none apply); false after
+ * session_wait (*res SC_WAIT) while the counters are asked, or once refused (*res SC_DONE,
+ * the 451 queued, recorded and counted). */
+bool session_limit_pass(struct session *s, enum quota_kind kind, enum session_cmd_result *res);
+/* The session is going away: an answer under way must not reach it. */
+void session_limit_cancel(struct session *s);
+
 /* session_msg.c: message content and message records. */
+/* A record for a message whose MAIL line is line, attached to nothing. */
+struct session_msgrec *session_msgrec_new(const char *line, size_t len);
 void session_tx_reset(struct session *s);
 /* A record for the transaction a relayed MAIL line starts, with its sender. */
 void session_msgrec_start(struct session *s, const char *line, size_t len);
@@ -179,7 +209,15 @@ enum session_cmd_result session_cmd_bdat(struct session *s, const struct smtp_cm
 bool session_input_data(struct session *s);
 bool session_input_bdat(struct session *s);
 
+/* session_proxy.c: the PROXY header (SS_PROXY). */
+/* Refuses an untrusted source, else enters SS_PROXY. */
+void session_proxy_start(struct session *s);
+bool session_input_proxy(struct session *s);
+
 /* session.c: states, events and lifetime. */
+/* The session proper, once the client's address is known: connection limits, then the
+ * greeting (STARTTLS listeners) or the TLS handshake (implicit). */
+void session_begin(struct session *s);
 void session_pump(struct session *s);
 void session_close(struct session *s, enum session_end end, const char *detail);
 bool session_start_upstream(struct session *s, bool on_demand);

@@ -51,12 +51,19 @@ static char *mail_sender(const char *line, size_t len)
 	return lt && gt ? xstrndup(lt + 1, (size_t)(gt - lt - 1)) : xstrdup("");
 }
 
-void session_msgrec_start(struct session *s, const char *line, size_t len)
+struct session_msgrec *session_msgrec_new(const char *line, size_t len)
 {
 	struct session_msgrec *r = xcalloc(1, sizeof(*r));
 
 	r->refs = 1;
 	r->sender = mail_sender(line, len);
+	return r;
+}
+
+void session_msgrec_start(struct session *s, const char *line, size_t len)
+{
+	struct session_msgrec *r = session_msgrec_new(line, len);
+
 	session_msgrec_unref(s, s->tx.rec);
 	s->tx.rec = r;
 }
@@ -83,6 +90,7 @@ void session_msgrec_write(struct session *s, struct session_msgrec *rec, int cod
 	        .reply = text,
 	        .by = by,
 	        .queue_id = code / 100 == 2 && text && smtp_info_queue_id(text, qid, sizeof(qid)) ? qid : NULL,
+	        .limit = rec->limit,
 	        .relay = s->up ? upstream_info(s->up) : s->relay.region ? &s->relay : NULL,
 	};
 
@@ -170,6 +178,8 @@ enum session_cmd_result session_cmd_bdat(struct session *s, const struct smtp_cm
 	}
 	if (!session_has(s, SF_AUTHED)) {
 		bdat_refuse(s, 530, "5.7.0 Authentication required");
+	} else if (!s->tx.rec) { /* no MAIL went to the relay: none of this may */
+		bdat_refuse(s, 503, "5.5.1 Error: need MAIL command");
 	} else if (s->tx.filter.halted) {
 		int code;
 		const char *text;

@@ -35,7 +35,7 @@ struct stream {
 	int pending_closes;
 	bool closing, close_when_flushed, reading, paused, errored, above_high;
 	/* Events waiting for the notifier, reported in this order. */
-	bool connect_due, handshake_due, error_due;
+	bool connect_due, handshake_due, error_due, unread_due;
 	int connect_status, error_status;
 	enum tls_state tls_state;
 	uint64_t tls_started; /* uv_hrtime() when a server handshake began, for metrics */
@@ -43,6 +43,7 @@ struct stream {
 	struct iobuf cin;  /* ciphertext received, not yet consumed by wolfSSL */
 	struct iobuf cout; /* bytes to send (ciphertext once TLS is up), in wire order */
 	struct iobuf pout; /* TLS up: plaintext written and not yet sealed into cout */
+	struct iobuf unread; /* stream_unread's bytes, then any read after them, until the notifier */
 	size_t queued;     /* bytes handed to uv_write and not yet completed */
 	uint64_t bytes_in, bytes_out; /* application bytes delivered to the owner / written by it */
 	char sni[256];
@@ -74,6 +75,7 @@ struct stream *stream_new(uv_loop_t *loop, const struct stream_ops *ops, void *o
 	iobuf_init(&s->cin);
 	iobuf_init(&s->cout);
 	iobuf_init(&s->pout);
+	iobuf_init(&s->unread);
 	return s;
 }
 
@@ -234,6 +236,10 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 		if (s->tls_state == TS_HANDSHAKE)
 			tls_pump(s);
 		emit_error(s, (int)nread);
+		return;
+	}
+	if (s->unread_due) { /* bytes handed back go first: these wait behind them */
+		iobuf_append(&s->unread, buf->base, (size_t)nread);
 		return;
 	}
 	if (s->tls_state == TS_NONE) {
@@ -505,6 +511,39 @@ void stream_peer_name(const struct stream *s, char *buf, size_t len)
 		uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
 }
 
+void stream_unread(struct stream *s, const char *buf, size_t len)
+{
+	if (s->closing || s->errored || len == 0)
+		return;
+	if (s->tls_state == TS_NONE)
+		s->bytes_in -= len; /* counted again when delivered again */
+	iobuf_append(&s->unread, buf, len);
+	s->unread_due = true;
+	notify_later(s);
+}
+
+void stream_uncount_in(struct stream *s, size_t n)
+{
+	s->bytes_in -= n < s->bytes_in ? n : s->bytes_in;
+}
+
+/* The bytes stream_unread handed back (and any read behind them), as if just read. */
+static void deliver_unread(struct stream *s)
+{
+	struct iobuf b = s->unread;
+
+	s->unread_due = false;
+	iobuf_init(&s->unread);
+	if (s->tls_state == TS_NONE) {
+		s->bytes_in += iobuf_avail(&b);
+		s->ops->on_data(s->owner, iobuf_peek(&b), iobuf_avail(&b)); /* may close us */
+	} else {
+		iobuf_append(&s->cin, iobuf_peek(&b), iobuf_avail(&b));
+		tls_pump(s); /* may call the owner, which may close us */
+	}
+	iobuf_free(&b);
+}
+
 static void on_notify(uv_idle_t *h)
 {
 	struct stream *s = container_of(h, struct stream, notifier);
@@ -521,6 +560,8 @@ static void on_notify(uv_idle_t *h)
 		s->handshake_due = false;
 		tls_pump(s); /* may call the owner, which may close us */
 	}
+	if (s->unread_due && !s->closing && !s->errored)
+		deliver_unread(s);
 	if (s->error_due && !s->closing) {
 		s->error_due = false;
 		s->ops->on_error(s->owner, s->error_status);
@@ -538,6 +579,7 @@ static void on_handle_closed(uv_handle_t *h)
 	iobuf_free(&s->cin);
 	iobuf_free(&s->cout);
 	iobuf_free(&s->pout);
+	iobuf_free(&s->unread);
 	free(s);
 }
 

@@ -37,6 +37,13 @@ struct stream_ops {
 struct stream *stream_new(uv_loop_t *loop, const struct stream_ops *ops, void *owner);
 /* Accepts a pending connection from server and starts reading. */
 int stream_accept(struct stream *s, uv_stream_t *server);
+/* Hands back bytes on_data delivered that the owner did not consume (what follows a PROXY
+ * header): they are read again before anything received later, on a later loop turn, as
+ * TLS input once stream_start_tls_server was called, else through on_data. */
+void stream_unread(struct stream *s, const char *buf, size_t len);
+/* The first n octets on_data delivered were not the peer's data but a header about it (PROXY
+ * protocol): stream_bytes_in no longer counts them. */
+void stream_uncount_in(struct stream *s, size_t n);
 /* Connects; the outcome, a failure to start included, comes through ops->on_connect. */
 void stream_connect(struct stream *s, const struct sockaddr *addr);
 void stream_write(struct stream *s, const char *buf, size_t len);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
 
 static void *check(void *p)
 {
@@ -51,4 +53,20 @@ char *xasprintf(const char *fmt, ...)
 	if (n < 0)
 		check(NULL);
 	return out;
+}
+
+void *xmmap_shared(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	return check(p == MAP_FAILED ? NULL : p);
+}
+
+uint64_t util_random_seed(void)
+{
+	uint64_t seed;
+
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (uint64_t)(uintptr_t)&seed ^ 0x9e3779b97f4a7c15ULL; /* no entropy yet: at least not 0 */
+	return seed;
 }

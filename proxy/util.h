@@ -3,6 +3,7 @@
 #define LIVERY_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define ARRAY_LEN(a)                    (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -14,5 +15,10 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* Returns a newly allocated string built like printf. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* len zeroed bytes of anonymous memory shared with the processes forked after (munmap frees
+ * it), and a secret seed for the hashes kept in it, so nobody can make keys collide on
+ * purpose. */
+void *xmmap_shared(size_t len);
+uint64_t util_random_seed(void);
 
 #endif

@@ -17,6 +17,7 @@
 #include "admin.h"
 #include "listener.h"
 #include "log.h"
+#include "quota.h"
 #include "records.h"
 #include "server.h"
 #include "session.h"
@@ -116,11 +117,18 @@ static void close_handle(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* The sending limits' counters close their own handles (hiredis's among them) first. */
+static void close_all(struct worker *w)
+{
+	quota_close(w->srv.quota);
+	w->srv.quota = NULL;
+	uv_walk(&w->loop, close_handle, NULL);
+}
+
 /* Closing every handle ends uv_run, and with it the worker. */
 static void on_drained(struct server *srv)
 {
-	struct worker *w = container_of(srv, struct worker, srv);
-	uv_walk(&w->loop, close_handle, NULL);
+	close_all(container_of(srv, struct worker, srv));
 }
 
 static void end_all_sessions(struct worker *w)
@@ -249,7 +257,8 @@ static bool start(struct worker *w, const struct worker_args *a)
 	                         .per_ip = iptable_new(a->shm, a->region),
 	                         .unauth_legs = iptable_new(a->unauth_shm, a->region),
 	                         .relay_sessions = tls_session_cache_new(),
-	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels)};
+	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels),
+	                         .quota = quota_new(&w->loop, &a->cfg->sending, a->quota_mem)};
 	w->metrics_shm = a->metrics;
 	acme_ask_init(a->acme_fd);
 	uv_timer_init(&w->loop, &w->drain_timer);
@@ -274,7 +283,7 @@ static bool start(struct worker *w, const struct worker_args *a)
 
 static void finish(struct worker *w)
 {
-	uv_walk(&w->loop, close_handle, NULL);
+	close_all(w);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&w->loop);
 	if (w->signal_fd >= 0)

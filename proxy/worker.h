@@ -11,6 +11,7 @@
 #include "config.h"
 #include "iptable.h"
 #include "metrics.h"
+#include "quota_mem.h"
 
 /* What the master hands a worker it forks; everything is loaded already (the worker may no
  * longer be able to read keys once it dropped privileges). */
@@ -21,6 +22,7 @@ struct worker_args {
 	struct iptable_shm *shm;
 	struct iptable_shm *unauth_shm; /* relay legs of unauthenticated sessions */
 	struct metrics_shm *metrics;
+	struct quota_mem *quota_mem; /* the sending limits' counters (memory backend) */
 	const struct metrics_labels *labels; /* where this generation's names are counted */
 	int admin_fd;    /* the admin listener to serve, or -1 */
 	unsigned region; /* the worker's region in shm (and its slot in metrics) */

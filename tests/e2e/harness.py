@@ -534,8 +534,10 @@ class SMTPClient:
     """A line-level SMTP client over a socket that may be upgraded to TLS. Everything the
     server sent is kept in .received (for the forbidden-words check)."""
 
-    def __init__(self, port, implicit_sni=None, implicit=False, ctx=None):
-        self.sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
+    def __init__(self, port, implicit_sni=None, implicit=False, ctx=None, source=None):
+        """source: the loopback address to connect from (default: the system's choice)."""
+        self.sock = socket.create_connection((HOST, port), timeout=TIMEOUT,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
         self.received = b""
         if implicit:
@@ -665,9 +667,12 @@ class ProxyTestCase(unittest.TestCase):
         if startswith is not None:
             self.assertTrue(reply.lines[0].startswith(startswith), "reply %r does not start with %r" % (reply.raw, startswith))
 
-    def starttls_session(self, sni="smtp.acme.test", auth=True):
-        """Greeting, EHLO, STARTTLS with SNI, EHLO, and AUTH PLAIN: a ready session."""
-        c = self.client()
+    def starttls_session(self, sni="smtp.acme.test", auth=True, client=None, user=USER):
+        """Greeting, EHLO, STARTTLS with SNI, EHLO, and AUTH PLAIN as user: a ready session
+        (on client, an SMTPClient just connected, or a new one to livery's STARTTLS port)."""
+        c = client or self.client()
+        if client:
+            self._clients.append(c)
         self.assertReply(c.reply(), 220)
         self.assertReply(c.cmd("EHLO client.example.test"), 250)
         self.assertReply(c.cmd("STARTTLS"), 220, "2.0.0")
@@ -676,7 +681,7 @@ class ProxyTestCase(unittest.TestCase):
         self.assertReply(ehlo, 250)
         c.ehlo = ehlo
         if auth:
-            self.assertReply(c.cmd("AUTH PLAIN " + plain_auth()), 235, "2.7.0")
+            self.assertReply(c.cmd("AUTH PLAIN " + plain_auth(user)), 235, "2.7.0")
         return c
 
     def deliver(self, sender="ann@acme.test", sni="smtp.acme.test"):

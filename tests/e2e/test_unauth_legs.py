@@ -7,20 +7,9 @@ bounds, while clients that do authenticate are never refused for it. A leg stops
 once its session authenticates; one whose AUTH failed is not kept while the bounds are full.
 Clients come from two loopback addresses (127.0.0.1 and 127.0.0.2) to tell the bounds apart."""
 
-import socket
-
 import harness as h
 
 PER_IP, TOTAL = 2, 3
-
-
-class AddressedClient(h.SMTPClient):
-    """An SMTP client whose connection comes from a chosen loopback address."""
-
-    def __init__(self, port, source):
-        self.sock = socket.create_connection((h.HOST, port), timeout=h.TIMEOUT, source_address=(source, 0))
-        self.buf = b""
-        self.received = b""
 
 
 class UnauthenticatedLegsTest(h.ProxyTestCase):
@@ -31,7 +20,7 @@ class UnauthenticatedLegsTest(h.ProxyTestCase):
 
     def idle(self, source):
         """A client through STARTTLS and EHLO that does not authenticate (yet)."""
-        c = AddressedClient(self.livery.starttls_port, source)
+        c = h.SMTPClient(self.livery.starttls_port, source=source)
         self._clients.append(c)
         self.assertReply(c.reply(), 220)
         self.assertReply(c.cmd("EHLO client.example.test"), 250)

@@ -1298,10 +1298,74 @@ static void test_err_acme(void **state)
 	expect_err(c, LISTENER_LINE TENANT_LINE "acme = 5;\n", 3, "acme must be a group");
 }
 
+/* ---- sending limits ---------------------------------------------------------------------- */
+
+#define LIMITED_TENANT_LINE                                                                                  \
+	"tenants = ( { name = \"acme\"; hostnames = [ \"smtp.acme.test\" ]; cert = \"acme.pem\";"            \
+	" key = \"acme.key\"; region = \"us\"; limits = { messages_per_hour = 10;"                         \
+	" per_user_recipients_per_hour = 7; per_ip_messages_per_hour = 3; }; } );\n"
+
+static void test_sending_limits(void **state)
+{
+	struct ctx *c = *state;
+	struct config *cfg = load_ok(c, LISTENER_LINE LIMITED_TENANT_LINE);
+
+	/* Defaults: in memory, fail open, 500 ms. */
+	assert_false(cfg->sending.redis);
+	assert_false(cfg->sending.fail_closed);
+	assert_int_equal(cfg->sending.timeout_ms, 500);
+	const struct tenant_cfg *t = &cfg->tenants[0];
+	assert_int_equal(t->per_hour[QUOTA_TENANT][QUOTA_MESSAGES], 10);
+	assert_int_equal(t->per_hour[QUOTA_TENANT][QUOTA_RECIPIENTS], 0);
+	assert_int_equal(t->per_hour[QUOTA_USER][QUOTA_RECIPIENTS], 7);
+	assert_int_equal(t->per_hour[QUOTA_IP][QUOTA_MESSAGES], 3);
+	config_free(cfg);
+
+	cfg = load_ok(c, LISTENER_LINE TENANT_LINE
+	              "limits = { max_connections = 9; backend = \"redis://:pw@localhost:6390/4\";"
+	              " redis_failure = \"closed\"; redis_timeout_ms = 250; };\n");
+	assert_true(cfg->sending.redis);
+	assert_true(cfg->sending.fail_closed);
+	assert_int_equal(cfg->sending.timeout_ms, 250);
+	/* The name is resolved at load: the workers never resolve on their loops. */
+	assert_true(strcmp(cfg->sending.url.host, "127.0.0.1") == 0 || strcmp(cfg->sending.url.host, "::1") == 0);
+	assert_int_equal(cfg->sending.url.port, 6390);
+	assert_int_equal(cfg->sending.url.db, 4);
+	assert_string_equal(cfg->sending.url.password, "pw");
+	assert_int_equal(cfg->limits.max_connections, 9);
+	config_free(cfg);
+}
+
+static void test_err_sending_limits(void **state)
+{
+	struct ctx *c = *state;
+
+	expect_err(c, LISTENER_LINE TENANT_LINE "limits = {\n backend = \"redis://:hunter2@10.0.0.1:99999/0\";\n};\n", 4,
+	           "'backend' must be \"memory\" or \"redis://host:port/db\": the port");
+	assert_null(strstr(c->err, "hunter2"));
+	expect_err(c, LISTENER_LINE TENANT_LINE "limits = {\n backend = \"mysql://db\";\n};\n", 4, "'backend'");
+	expect_err(c, LISTENER_LINE TENANT_LINE "limits = {\n backend = \"redis://no-such-host.invalid\";\n};\n", 4,
+	           "cannot resolve the Redis host 'no-such-host.invalid'");
+	expect_err(c, LISTENER_LINE TENANT_LINE "limits = {\n redis_failure = \"maybe\";\n};\n", 4,
+	           "'redis_failure' must be \"open\" or \"closed\"");
+	expect_err(c, LISTENER_LINE TENANT_LINE "limits = {\n redis_timeout_ms = 5;\n};\n", 4,
+	           "'redis_timeout_ms' must be between 10 and 60000");
+	expect_err(c,
+	           LISTENER_LINE "tenants = ( { name = \"acme\"; hostnames = [ \"smtp.acme.test\" ]; cert = \"acme.pem\";"
+	                         " key = \"acme.key\"; region = \"us\";\n limits = {\n  messages_per_hour = 0;\n }; } );\n",
+	           4, "'messages_per_hour' must be between 1 and 16777215");
+	expect_err(c,
+	           LISTENER_LINE "tenants = ( { name = \"acme\"; hostnames = [ \"smtp.acme.test\" ]; cert = \"acme.pem\";"
+	                         " key = \"acme.key\"; region = \"us\";\n limits = {\n  per_user_mails_per_hour = 3;\n }; } );\n",
+	           4, "unknown key 'per_user_mails_per_hour' in a tenant's limits");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_minimal_defaults),
+	    T(test_sending_limits),
+	    T(test_err_sending_limits),
 	    T(test_relative_paths),
 	    T(test_everything_set),
 	    T(test_partial_limits),

@@ -10,30 +10,7 @@
 #include <cmocka.h>
 
 #include "tls_peek.h"
-
-struct buf {
-	unsigned char b[80000];
-	size_t n;
-};
-
-static void put(struct buf *b, const void *p, size_t n)
-{
-	assert_true(b->n + n <= sizeof(b->b));
-	memcpy(b->b + b->n, p, n);
-	b->n += n;
-}
-
-static void put8(struct buf *b, unsigned v)
-{
-	unsigned char c = (unsigned char)v;
-	put(b, &c, 1);
-}
-
-static void put16(struct buf *b, unsigned v)
-{
-	put8(b, v >> 8);
-	put8(b, v & 0xff);
-}
+#include "unit_buf.h"
 
 /* An extension carrying a ServerNameList of one entry of name_type type. */
 static void ext_sni(struct buf *b, unsigned type, const char *name, size_t len)
