@@ -125,6 +125,24 @@ struct pool_cfg {
 	unsigned min_idle;        /* kept open (pre-warmed) per key; 0: none */
 };
 
+/* acme: certificates obtained and renewed over ACME (HTTP-01, by lego); enabled false: none. */
+enum config_acme_keys { CONFIG_ACME_ECDSA = 1, CONFIG_ACME_RSA = 2, CONFIG_ACME_BOTH = 3 };
+
+struct acme_cfg {
+	bool enabled;
+	char *directory;   /* the ACME directory URL */
+	char *email;       /* the account's contact, or NULL */
+	char *ca_file;     /* trusted for the directory's TLS (a private ACME CA), or NULL */
+	char *http_listen; /* where lego answers HTTP-01 challenges: "address:port" or ":port" */
+	char *state_dir;   /* the account, lego's files and state.json */
+	char *client;      /* the lego binary */
+	unsigned renew_days;
+	unsigned backoff_s; /* the first retry delay after a failure; doubled each time, up to a day */
+	enum config_acme_keys key_type;
+	char *src_file;
+	int line;
+};
+
 /* Where the sending limits' counters live (limits.backend) and what a check does when they
  * cannot answer (limits.redis_failure). */
 struct sending_cfg {
@@ -173,6 +191,7 @@ struct config {
 	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
 	char *cert_dir_src_file;
 	int cert_dir_line;
+	struct acme_cfg acme;
 };
 
 /* Returns NULL and writes "file:line: message" into err on any error. */

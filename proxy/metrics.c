@@ -98,6 +98,7 @@ static const unsigned kind_max[NKINDS] = {METRICS_MAX_TENANTS, METRICS_MAX_LISTE
 struct metrics_shm {
 	_Atomic uint64_t fold_seq; /* odd while the master folds a slot into the retired one */
 	_Atomic uint64_t generation, reloads_ok, reloads_failed, stopping;
+	_Atomic uint64_t acme_orders_ok, acme_orders_failed; /* the master's ACME orders */
 	struct names names[NKINDS];
 	struct slot slots[METRICS_SLOTS + 1]; /* the last one: retired workers' totals */
 };
@@ -236,6 +237,11 @@ void metrics_shm_generation(struct metrics_shm *shm, unsigned id)
 void metrics_shm_reload(struct metrics_shm *shm, bool ok)
 {
 	atomic_fetch_add(ok ? &shm->reloads_ok : &shm->reloads_failed, 1);
+}
+
+void metrics_shm_acme_order(struct metrics_shm *shm, bool ok)
+{
+	atomic_fetch_add(ok ? &shm->acme_orders_ok : &shm->acme_orders_failed, 1);
 }
 
 void metrics_shm_stopping(struct metrics_shm *shm)
@@ -755,6 +761,41 @@ static void put_certificates(FILE *f, const struct metrics *m)
 	}
 }
 
+/* ACME: orders by result, and when each managed name's certificate is due for renewal (its
+ * notAfter less renew_days; names still waiting for their first certificate are due now). */
+static void put_acme(FILE *f, const struct metrics *m)
+{
+	const struct config *cfg = m->cfg;
+	int64_t now = (int64_t)time(NULL);
+	char extra[NAME_LEN + 16];
+
+	if (!cfg->acme.enabled)
+		return;
+	fprintf(f,
+	        "# HELP livery_acme_orders_total ACME certificate orders by result.\n"
+	        "# TYPE livery_acme_orders_total counter\n"
+	        "livery_acme_orders_total{result=\"ok\"} %" PRIu64 "\n"
+	        "livery_acme_orders_total{result=\"failed\"} %" PRIu64 "\n",
+	        (uint64_t)atomic_load(&m->shm->acme_orders_ok),
+	        (uint64_t)atomic_load(&m->shm->acme_orders_failed));
+	fprintf(f, "# HELP livery_acme_renewal_timestamp_seconds When each ACME-managed host name's "
+	           "certificate is "
+	           "due for renewal (Unix time).\n"
+	           "# TYPE livery_acme_renewal_timestamp_seconds gauge\n");
+	for (size_t i = 0; i < cfg->ntenants; i++) {
+		const struct tenant_cfg *t = &cfg->tenants[i];
+		for (size_t h = 0; h < t->nhostnames; h++) {
+			const struct certstore_cert *c = m->labels->served[i][h];
+			if (!certstore_acme_manages(cfg, t, t->hostnames[h]))
+				continue;
+			snprintf(extra, sizeof(extra), ",name=\"%s\"", t->hostnames[h]);
+			put_series(f, "livery_acme_renewal_timestamp_seconds", "tenant", t->name, extra);
+			fprintf(f, " %" PRId64 "\n",
+			        c ? (int64_t)c->info.not_after - (int64_t)cfg->acme.renew_days * 86400 : now);
+		}
+	}
+}
+
 bool metrics_render(struct metrics *m, FILE *out)
 {
 	struct totals t;
@@ -765,6 +806,7 @@ bool metrics_render(struct metrics *m, FILE *out)
 		put_family(out, m, &t, &families[i]);
 	put_master(out, m->shm);
 	put_certificates(out, m);
+	put_acme(out, m);
 	free_totals(&t);
 	return !ferror(out);
 }

@@ -48,6 +48,8 @@ void metrics_shm_retire(struct metrics_shm *shm, unsigned slot);
  * (a draining worker then keeps answering /readyz with 503). */
 void metrics_shm_generation(struct metrics_shm *shm, unsigned id);
 void metrics_shm_reload(struct metrics_shm *shm, bool ok);
+/* An ACME order ended (ok: a certificate installed). */
+void metrics_shm_acme_order(struct metrics_shm *shm, bool ok);
 void metrics_shm_stopping(struct metrics_shm *shm);
 bool metrics_shm_is_stopping(const struct metrics_shm *shm);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acme_ask.h"
 #include "localauth.h"
 #include "log.h"
 #include "metrics.h"
@@ -426,7 +427,14 @@ static tls_ctx *cl_select_ctx(void *owner, const char *sni)
 		snprintf(s->brand, sizeof(s->brand), "%s", s->lcfg->hostname);
 	}
 	log_debug("%s: SNI '%s' -> tenant '%s'", s->id, sni, s->tenant->name);
-	return certstore_server_ctx(s->srv->certs, s->tenant);
+	tls_ctx *ctx = certstore_server_ctx(s->srv->certs, s->tenant);
+	if (ctx)
+		return ctx;
+	/* A claimed name still waiting for ACME: the default certificate for now, and the
+	 * master hears of it (acme_ask rate-limits). */
+	if (t && certstore_acme_pending(s->srv->certs, t))
+		acme_ask(s->brand, uv_now(s->srv->loop));
+	return certstore_default_ctx(s->srv->certs, s->lcfg->default_tenant);
 }
 
 static void cl_on_tls(void *owner, int status)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "acme_ask.h"
 #include "admin.h"
 #include "listener.h"
 #include "localauth.h"
@@ -44,7 +45,7 @@ static struct worker worker;
 
 static bool is_kept(int fd, const struct worker_args *a)
 {
-	if (fd <= STDERR_FILENO || fd == a->ready_fd || fd == a->admin_fd)
+	if (fd <= STDERR_FILENO || fd == a->ready_fd || fd == a->admin_fd || fd == a->acme_fd)
 		return true;
 	for (size_t i = 0; i < a->cfg->nlisteners; i++) {
 		if (fd == a->fds[i])
@@ -248,6 +249,9 @@ static bool watch_signals(struct worker *w)
 	w->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w->signal_fd < 0 || uv_poll_init(&w->loop, &w->signals, w->signal_fd) != 0)
 		return false;
+	/* The master's uv_spawn (lego) installed libuv's SIGCHLD handler, which writes into the
+	 * master's loop: not ours. */
+	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
@@ -290,6 +294,7 @@ static bool start(struct worker *w, const struct worker_args *a)
 	w->metrics_shm = a->metrics;
 	w->srv.localauth = localauth_new(&w->loop);
 	w->srv.pool = pool_new(&w->loop, &a->cfg->pool, w->srv.metrics, on_pool_empty, w);
+	acme_ask_init(a->acme_fd);
 	uv_timer_init(&w->loop, &w->drain_timer);
 	uv_prepare_init(&w->loop, &w->records);
 	uv_prepare_start(&w->records, flush_records);
