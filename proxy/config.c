@@ -28,36 +28,30 @@ struct parse {
 };
 
 static const char *const top_keys[] = {
-        "log_level", "workers", "bare_line_endings", "listeners",  "regions",  "tenants",      "limits",
+        "log_level", "workers", "bare_line_endings", "listeners", "regions", "tenants", "limits",
         "user",      "group",   "pid_file",          "log_format", "log_file", "admin_listen", "admin_token",
         "cert_dir", /* certificates by name: certbot's live/ layout or flat pairs */
         "pool",     /* the relay connection pool of local-mode tenants */
         "acme",     /* certificates obtained over ACME into the cert_dirs */
         NULL};
-static const char *const listener_keys[] = {"address",
-                                            "port",
-                                            "tls",
-                                            "hostname",
-                                            "default_tenant",
-                                            "allow_plaintext_auth",
-                                            "proxy_protocol",
-                                            "proxy_trusted",
-                                            "proxy_timeout", /* a load balancer in front (PROXY protocol) */
-                                            NULL};
+static const char *const listener_keys[] = {
+        "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth",
+        "proxy_protocol", "proxy_trusted", "proxy_timeout", /* a load balancer in front (PROXY protocol) */
+        NULL};
 static const char *const region_keys[] = {
         "name",    "host",      "hosts",           "port",           "tls",   "verify_name",
         "ca_file", "ehlo_name", "connect_timeout", "tls_resumption", "scrub", NULL};
 static const char *const tenant_keys[] = {
-        "name", "hostnames", "cert", "key", "region", "require_tls", "skip_verification",
-        "cert_dir", /* this tenant's own certificate directory */
+        "name",        "hostnames",         "cert",     "key", "region",
+        "require_tls", "skip_verification", "cert_dir", /* this tenant's own certificate directory */
         /* authentication: passthrough (+ auth_domains) or local */
         "auth", "auth_domains", "users_file", "relay_user", "relay_password_file", "auth_cache_ttl",
         "limits", /* sending limits */
         NULL};
-static const char *const limits_keys[] = {"max_message_size", "max_connections", "max_connections_per_ip",
+static const char *const limits_keys[] = {"max_message_size",  "max_connections",  "max_connections_per_ip",
                                           "max_auth_failures", "max_bad_commands", "command_timeout",
-                                          "data_timeout", "relay_timeout", "relay_data_timeout",
-                                          "tls_timeout", "shutdown_timeout", "max_unauthenticated_relay_legs",
+                                          "data_timeout",      "relay_timeout",    "relay_data_timeout",
+                                          "tls_timeout",       "shutdown_timeout", "max_unauthenticated_relay_legs",
                                           "max_unauthenticated_relay_legs_per_ip",
                                           /* sending limits: where they are counted */
                                           "backend", "redis_failure", "redis_timeout_ms", NULL};
@@ -559,8 +553,7 @@ static bool parse_tenant_limits(struct parse *p, const config_setting_t *tg, str
 		return false;
 	for (int scope = 0; scope < QUOTA_NSCOPES; scope++) {
 		for (int kind = 0; kind < QUOTA_NKINDS; kind++) {
-			if (!get_int(p, g, quota_limit_names[scope * QUOTA_NKINDS + kind], 0, 1,
-			             QUOTA_LIMIT_MAX, &v))
+			if (!get_int(p, g, quota_limit_names[scope * QUOTA_NKINDS + kind], 0, 1, QUOTA_LIMIT_MAX, &v))
 				return false;
 			t->per_hour[scope][kind] = (unsigned)v;
 		}
@@ -577,9 +570,8 @@ static bool resolve_redis_host(struct parse *p, const config_setting_t *s, struc
 
 	if (rc != 0)
 		return fail(p, s, "cannot resolve the Redis host '%s': %s", u->host, gai_strerror(rc));
-	const void *a = res->ai_family == AF_INET6
-	                        ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-	                        : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+	const void *a = res->ai_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+	                                           : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
 	inet_ntop(res->ai_family, a, u->host, sizeof(u->host));
 	freeaddrinfo(res);
 	return true;
@@ -642,8 +634,8 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 		t->region->line = (int)config_setting_source_line(rs);
 	}
 	return get_bool(p, g, "require_tls", true, &t->require_tls) &&
-	       get_bool(p, g, "skip_verification", false, &t->skip_verification) &&
-	       parse_tenant_limits(p, g, t) && parse_tenant_auth(p, g, t);
+	       get_bool(p, g, "skip_verification", false, &t->skip_verification) && parse_tenant_limits(p, g, t) &&
+	       parse_tenant_auth(p, g, t);
 }
 
 static bool parse_tenants(struct parse *p, const config_t *lc)
@@ -683,8 +675,8 @@ static bool parse_trusted(struct parse *p, const config_setting_t *g, struct lis
 	l->proxy_trusted = xcalloc(n ? n : 1, sizeof(struct cidr));
 	for (size_t i = 0; i < n && !p->failed; i++) {
 		if (!cidr_parse(list[i], &l->proxy_trusted[i], &why))
-			fail(p, config_setting_get_member(g, "proxy_trusted"), "'proxy_trusted': \"%s\" %s",
-			     list[i], why);
+			fail(p, config_setting_get_member(g, "proxy_trusted"), "'proxy_trusted': \"%s\" %s", list[i],
+			     why);
 		l->nproxy_trusted++;
 	}
 	free_list(list, n);
@@ -699,16 +691,14 @@ static bool parse_listener_proxy(struct parse *p, const config_setting_t *g, str
 	    !get_seconds(p, g, "proxy_timeout", 5, &l->proxy_timeout_ms))
 		return false;
 	if (l->proxy_protocol && l->nproxy_trusted == 0)
-		return fail(
-		        p, config_setting_get_member(g, "proxy_protocol"),
-		        "'proxy_protocol' needs 'proxy_trusted': the addresses (CIDR) of the load balancers "
-		        "that may send the PROXY header");
+		return fail(p, config_setting_get_member(g, "proxy_protocol"),
+		            "'proxy_protocol' needs 'proxy_trusted': the addresses (CIDR) of the load balancers "
+		            "that may send the PROXY header");
 	const config_setting_t *stray = config_setting_get_member(g, "proxy_trusted");
 	if (!stray)
 		stray = config_setting_get_member(g, "proxy_timeout");
 	if (!l->proxy_protocol && stray)
-		return fail(p, stray, "'%s' only applies with 'proxy_protocol = true'",
-		            config_setting_name(stray));
+		return fail(p, stray, "'%s' only applies with 'proxy_protocol = true'", config_setting_name(stray));
 	return true;
 }
 
@@ -874,8 +864,8 @@ static bool parse_auth_domains(struct parse *p, const config_setting_t *g, struc
 		return false;
 	for (size_t i = 0; i < a->ndomains; i++) {
 		if (!name_normalize(a->domains[i], strlen(a->domains[i]), norm, false))
-			return fail(p, config_setting_get_member(g, "auth_domains"),
-			            "'%s' is not a valid domain", a->domains[i]);
+			return fail(p, config_setting_get_member(g, "auth_domains"), "'%s' is not a valid domain",
+			            a->domains[i]);
 		strcpy(a->domains[i], norm);
 	}
 	return true;
@@ -898,8 +888,7 @@ static bool parse_auth_local(struct parse *p, const config_setting_t *g, struct 
 	}
 	if (a->mode == TENANT_AUTH_PASSTHROUGH)
 		return true;
-	return get_path(p, g, "users_file", NULL, &a->users_file) &&
-	       get_string(p, g, "relay_user", NULL, &a->relay_user) &&
+	return get_path(p, g, "users_file", NULL, &a->users_file) && get_string(p, g, "relay_user", NULL, &a->relay_user) &&
 	       get_path(p, g, "relay_password_file", NULL, &a->relay_password_file) && load_users(p, g, t) &&
 	       load_relay_password(p, g, t);
 }
@@ -914,8 +903,7 @@ static bool parse_tenant_auth(struct parse *p, const config_setting_t *g, struct
 	bool local = strcmp(mode, "local") == 0, ok = local || strcmp(mode, "passthrough") == 0;
 	free(mode);
 	if (!ok)
-		return fail(p, config_setting_get_member(g, "auth"),
-		            "'auth' must be \"passthrough\" or \"local\"");
+		return fail(p, config_setting_get_member(g, "auth"), "'auth' must be \"passthrough\" or \"local\"");
 	t->auth.mode = local ? TENANT_AUTH_LOCAL : TENANT_AUTH_PASSTHROUGH;
 	if (!get_int(p, g, "auth_cache_ttl", 300, 0, 86400, &ttl))
 		return false;
@@ -935,8 +923,7 @@ static void tenant_auth_free(struct tenant_auth_cfg *a)
 	free(a->relay_password);
 }
 
-static const char *const pool_keys[] = {"max_idle", "idle_timeout", "max_messages",
-                                        "max_age",  "min_idle",     NULL};
+static const char *const pool_keys[] = {"max_idle", "idle_timeout", "max_messages", "max_age", "min_idle", NULL};
 
 /* pool { ... }: every key optional. idle_timeout stays below common relays' own idle
  * timeouts (Postfix: 300 s, many providers: 30-60 s). */
@@ -950,17 +937,14 @@ static bool parse_pool(struct parse *p, const config_t *lc)
 		return false;
 	if (!g)
 		g = config_root_setting(lc); /* none of the keys are there: all defaults */
-	if (!get_int(p, g, "max_idle", 8, 0, 10000, &max_idle) ||
-	    !get_int(p, g, "min_idle", 0, 0, 10000, &min_idle) ||
+	if (!get_int(p, g, "max_idle", 8, 0, 10000, &max_idle) || !get_int(p, g, "min_idle", 0, 0, 10000, &min_idle) ||
 	    !get_seconds(p, g, "idle_timeout", 20, &pc->idle_timeout_ms) ||
-	    !get_count(p, g, "max_messages", 100, &pc->max_messages) ||
-	    !get_seconds(p, g, "max_age", 300, &pc->max_age_ms))
+	    !get_count(p, g, "max_messages", 100, &pc->max_messages) || !get_seconds(p, g, "max_age", 300, &pc->max_age_ms))
 		return false;
 	pc->max_idle = (unsigned)max_idle;
 	pc->min_idle = (unsigned)min_idle;
 	if (pc->min_idle > pc->max_idle)
-		return fail(p, config_setting_get_member(g, "min_idle"),
-		            "'min_idle' must not exceed 'max_idle'");
+		return fail(p, config_setting_get_member(g, "min_idle"), "'min_idle' must not exceed 'max_idle'");
 	return true;
 }
 
@@ -970,11 +954,10 @@ static bool parse_records(struct parse *p, const config_setting_t *root)
 	char *format = NULL;
 
 	if (!get_string(p, root, "log_format", "json", &format) ||
-	    (config_setting_get_member(root, "log_file") &&
-	     !get_path(p, root, "log_file", NULL, &p->cfg->log_file)))
+	    (config_setting_get_member(root, "log_file") && !get_path(p, root, "log_file", NULL, &p->cfg->log_file)))
 		return false;
-	static const char *const names[] = {
-	        [CONFIG_LOG_JSON] = "json", [CONFIG_LOG_TEXT] = "text", [CONFIG_LOG_NONE] = "none"};
+	static const char *const names[] = {[CONFIG_LOG_JSON] = "json", [CONFIG_LOG_TEXT] = "text",
+	                                    [CONFIG_LOG_NONE] = "none"};
 	size_t i = 0;
 	while (i < ARRAY_LEN(names) && strcmp(format, names[i]) != 0)
 		i++;
@@ -1007,8 +990,7 @@ static bool split_admin_listen(const char *v, struct admin_cfg *admin)
 		return false;
 	admin->address = xstrdup(buf);
 	admin->port = (int)port;
-	admin->loopback =
-	        v6 ? memcmp(addr, &in6addr_loopback, sizeof(in6addr_loopback)) == 0 : addr[0] == 127;
+	admin->loopback = v6 ? memcmp(addr, &in6addr_loopback, sizeof(in6addr_loopback)) == 0 : addr[0] == 127;
 	return true;
 }
 
@@ -1024,16 +1006,13 @@ static bool parse_admin(struct parse *p, const config_setting_t *root)
 	    (s && !get_string(p, root, "admin_listen", NULL, &v)))
 		return false;
 	if (p->cfg->admin.token && !p->cfg->admin.token[0])
-		return fail(p, config_setting_get_member(root, "admin_token"),
-		            "'admin_token' must not be empty");
+		return fail(p, config_setting_get_member(root, "admin_token"), "'admin_token' must not be empty");
 	if (!s)
 		return true;
 	bool ok = split_admin_listen(v, &p->cfg->admin);
 	free(v);
 	if (!ok)
-		return fail(p, s,
-		            "'admin_listen' must be \"address:port\" with an IP address, e.g. "
-		            "\"127.0.0.1:9025\"");
+		return fail(p, s, "'admin_listen' must be \"address:port\" with an IP address, e.g. \"127.0.0.1:9025\"");
 	if (!p->cfg->admin.loopback && !p->cfg->admin.token)
 		return fail(p, s, "'admin_listen' off loopback needs 'admin_token'");
 	return true;
