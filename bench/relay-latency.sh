@@ -27,6 +27,9 @@
 #   (b) the same, leg deferred to AUTH: max_unauthenticated_relay_legs = 1 while an
 #       `openssl s_client -starttls smtp` session sits idle after TLS, never AUTHing, holding it
 #   (c) loadgen -> sink over the delayed veth (the baseline)
+#   (d) loadgen -> livery -> sink with auth = "local" and the relay pool: the relay leg is lent
+#       ready (authenticated with the tenant's account), so the client waits for no relay setup;
+#       the target: its p50 at most 2 relay round trips above (c)'s
 # Needs root (ip netns, tc); without it, says so and exits 0. The namespace, the veth pair and
 # every process it started are removed on exit, processes by PID.
 set -euo pipefail
@@ -148,7 +151,7 @@ start_sink() {
 	wait_file "$TMP/delay.ready" 10 || { cat "$TMP/delay.log" >&2; die "delayproxy.py did not start"; }
 }
 
-# start_livery TAG MAX_UNAUTH: sets LIVERY_PORT.
+# start_livery TAG MAX_UNAUTH [TENANT_EXTRA]: sets LIVERY_PORT.
 start_livery() {
 	local tag=$1 conf=$TMP/livery-$1.conf
 	LIVERY_PORT=$(free_port)
@@ -162,7 +165,7 @@ listeners = ( { address = "127.0.0.1"; port = $LIVERY_PORT; tls = "starttls"; ho
 regions = ( { name = "far"; host = "$SINK_IP"; port = $SINK_PORT; tls = "starttls";
               verify_name = "smtp.relay.test"; ca_file = "$CERTS/ca/ca.pem"; } );
 tenants = ( { name = "acme"; hostnames = [ "smtp.acme.test" ];
-              cert = "$CERTS/acme.pem"; key = "$CERTS/acme.key"; region = "far"; } );
+              cert = "$CERTS/acme.pem"; key = "$CERTS/acme.key"; region = "far"; ${3:-} } );
 limits = { max_unauthenticated_relay_legs = $2; max_unauthenticated_relay_legs_per_ip = $2; };
 EOF
 	"$BUILD/livery" --check -c "$conf" >/dev/null || die "bad livery config $conf"
@@ -218,11 +221,18 @@ main() {
 	hold_unauth "$LIVERY_PORT"
 	client_path deferred "$LIVERY_PORT"
 	local port_b=$CLIENT_PORT
+	echo secret | "$BUILD/livery" passwd user@acme.test >"$TMP/local.users"
+	echo bench-relay-password >"$TMP/local.relay-password"
+	start_livery pooled 256 "auth = \"local\"; users_file = \"$TMP/local.users\"; relay_user = \"bench@relay.test\";
+	                         relay_password_file = \"$TMP/local.relay-password\";"
+	client_path pooled "$LIVERY_PORT"
+	local port_d=$CLIENT_PORT
 	log "relay RTT $((2 * DELAY)) ms, client RTT $((2 * CLIENT_DELAY)) ms; $N sequential sessions per measurement, $REPEAT round(s)"
 	for ((R = 1; R <= REPEAT; R++)); do
 		measure early 127.0.0.1 "$port_a" smtp.acme.test
 		measure deferred 127.0.0.1 "$port_b" smtp.acme.test
 		measure sink "$SINK_IP" "$SINK_PORT" smtp.relay.test
+		measure pooled 127.0.0.1 "$port_d" smtp.acme.test
 	done
 	kill -0 "$HOLD_PID" 2>/dev/null || die "the holding s_client ended early: (b) may not have been deferred"
 	local deferrals
@@ -240,7 +250,8 @@ d, rounds, n, delay, deferred, by = sys.argv[1], int(sys.argv[2]), sys.argv[3], 
 client = int(sys.argv[7])
 rows = [("early", "(a) livery, relay leg at TLS time (default)"),
         ("deferred", f"(b) livery, relay leg at AUTH ({deferred} deferrals logged)"),
-        ("sink", "(c) sink directly (baseline)")]
+        ("sink", "(c) sink directly (baseline)"),
+        ("pooled", "(d) livery, local auth, pooled relay")]
 print(f"Relay RTT {2 * delay} ms ({by}: {delay} ms each way); client RTT to livery "
       f"{2 * client} ms{' (delayproxy)' if client else ' (loopback)'}, to the sink {2 * delay} ms; "
       f"{n} sequential sessions per run, {rounds} round(s).\n")
@@ -253,6 +264,11 @@ for name, label in rows:
     bad = sum(x["sessions_failed"] for x in rs)
     print(f"| {label} | {col('session_ms', 'p50')} | {col('session_ms', 'p90')} | "
           f"{col('tls_handshake_ms', 'p50')} | {ok}/{bad} |")
+p50 = lambda name: sorted(json.load(open(f"{d}/{name}.{r}.json"))["session_ms"]["p50"] for r in range(1, rounds + 1))[(rounds - 1) // 2]
+over = p50("pooled") - p50("sink")
+print(f"\nPooled vs the sink directly: p50 {p50('pooled'):.1f} - {p50('sink'):.1f} ms = {over:.1f} ms = "
+      f"{over / (2 * delay):.2f} relay round trips (target ≤ 2: {'met' if over <= 4 * delay else '**missed**'}); "
+      f"passthrough (a): {(p50('early') - p50('sink')) / (2 * delay):.2f} round trips above the sink.")
 PY
 }
 

@@ -12,6 +12,9 @@ TARGET_CPU = 0.5        # livery CPU/session <= 0.5 x nginx's
 TARGET_RESUME = 1.5     # sessions/s with relay-leg resumption >= 1.5 x without
 TARGET_RSS_KIB = 160    # RSS per live proxied session
 TARGET_RECORDS = 0.03   # CPU per session with records (json, to a file) <= 1.03 x without
+TARGET_LOCAL_CPU = 0.5      # local auth + pool: livery CPU/session <= 0.5 x nginx's
+TARGET_LOCAL_SPS = 2.5      # ... sessions/s >= 2.5 x nginx's
+TARGET_LOCAL_CEILING = 0.75  # ... capacity (1 / CPU per session) >= 75% of the client leg's ceiling
 
 
 def load(d, name):
@@ -128,10 +131,62 @@ def targets(d, tag, rows_by, hs, ngx):
         lines.append(f"- relay-leg resumption on/off: {res['sps']:.0f} / {nores['sps']:.0f} sessions/s = "
                      f"{r:.2f}× (target ≥ {TARGET_RESUME}×: {verdict(r >= TARGET_RESUME)}); "
                      f"livery CPU per session off/on = {fmt(c, '.2f')}×")
+    lines += local_targets(d, tag, rows_by, hs, ngx)
     if res and res["rss"] is not None:
         lines.append(f"- RSS per live proxied session: {res['rss']:.1f} KiB at C={res['held']} "
                      f"(target ≤ {TARGET_RSS_KIB} KiB: {verdict(res['rss'] <= TARGET_RSS_KIB)})")
     return "\n".join(lines) if len(lines) > 2 else ""  # nothing to judge (--records-only)
+
+
+def metric(text, name, **labels):
+    """The sum of a Prometheus text sample's values over series that carry these labels."""
+    total = 0.0
+    for ln in (text or "").splitlines():
+        if ln.startswith(name + "{") and all(f'{k}="{v}"' in ln for k, v in labels.items()):
+            total += float(ln.rsplit(" ", 1)[1])
+    return total
+
+
+def local_targets(d, tag, rows_by, hs, ngx):
+    """Issue 12's targets for the setup "livery, local auth, pooled relay"."""
+    loc = rows_by.get(f"livery-{tag}-local")
+    if not loc:
+        return []
+    lines = []
+    if ngx and loc["cpu_ms"] and ngx["cpu_ms"]:
+        r = loc["cpu_ms"] / ngx["cpu_ms"]
+        lines.append(f"- local auth + pool, CPU per session vs nginx: {loc['cpu_ms']:.3f} / {ngx['cpu_ms']:.3f} ms = "
+                     f"{r:.2f}× (target ≤ {TARGET_LOCAL_CPU}×: {verdict(r <= TARGET_LOCAL_CPU)})")
+    if ngx and ngx["sps"]:
+        r = loc["sps"] / ngx["sps"]
+        lines.append(f"- local auth + pool, sessions/s vs nginx: {loc['sps']:.0f} / {ngx['sps']:.0f} = {r:.2f}× "
+                     f"(target ≥ {TARGET_LOCAL_SPS}×: {verdict(r >= TARGET_LOCAL_SPS)})")
+    case = [c for c in (hs or {}).get("cases", []) if c["case"] == (hs or {}).get("ceiling_case")]
+    if case and loc["cpu_ms"]:
+        client_leg = 1000 / case[0]["server_ms"]
+        cap = 1000 / loc["cpu_ms"]
+        lines.append(f"- local auth + pool, capacity 1 / CPU per session = {cap:.0f}/s vs the client leg's crypto "
+                     f"ceiling (one server handshake, `{case[0]['case']}`) {client_leg:.0f}/s = "
+                     f"{100 * cap / client_leg:.0f}% (target ≥ {100 * TARGET_LOCAL_CEILING:.0f}%: "
+                     f"{verdict(cap / client_leg >= TARGET_LOCAL_CEILING)})")
+    path = os.path.join(d, f"livery-{tag}-local.metrics")
+    text = open(path).read() if os.path.exists(path) else ""
+    hit, miss = metric(text, "livery_relay_pool_checkouts_total", result="hit"), \
+        metric(text, "livery_relay_pool_checkouts_total", result="miss")
+    ok, cached, failed = (metric(text, "livery_local_auth_total", result=r) for r in ("ok", "cached", "failed"))
+    if hit + miss:
+        lines.append(f"- relay pool: {hit:.0f} hits, {miss:.0f} misses ({100 * hit / (hit + miss):.1f}% hits), "
+                     f"{metric(text, 'livery_relay_pool_opened_total'):.0f} relay connections opened")
+    if ok + cached + failed:
+        lines.append(f"- local-auth verification cache: {cached:.0f} of {ok + cached + failed:.0f} checks answered "
+                     f"from the cache ({100 * cached / (ok + cached + failed):.1f}%), {ok:.0f} hashed, "
+                     f"{failed:.0f} failed")
+    h = load(d, f"livery-{tag}-local.hash.json")
+    if h:
+        lines.append(f"- local-auth hash cost: {h['ms']:.1f} ms CPU per check ({h['hash']}..., libxcrypt's default "
+                     f"cost, as `livery passwd` makes them), paid on the thread pool, about once per "
+                     f"auth_cache_ttl per user")
+    return lines
 
 
 def hs_table(hss):
@@ -207,7 +262,8 @@ def main():
         hss.append((tag, hs))
         setups = [(f"baseline-{tag}", f"baseline: loadgen → sink ({tag} wolfSSL)"),
                   (f"livery-{tag}-res", f"livery ({tag} wolfSSL), relay resumption on"),
-                  (f"livery-{tag}-nores", f"livery ({tag} wolfSSL), relay resumption off")]
+                  (f"livery-{tag}-nores", f"livery ({tag} wolfSSL), relay resumption off"),
+                  (f"livery-{tag}-local", f"livery ({tag} wolfSSL), local auth, pooled relay")]
         if rev:
             for kind, what in (("res", "on"), ("nores", "off")):
                 setups += [(f"livery-{tag}-ab-{kind}", f"A/B: livery ({tag} wolfSSL), relay resumption {what}"),

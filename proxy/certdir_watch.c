@@ -127,6 +127,10 @@ static void on_event(uv_fs_event_t *ev, const char *name, int events, int status
 	struct certdir_watch *w = wh->owner;
 
 	(void)events;
+	/* Hidden entries are never read as certificates: ACME's state directory (.acme) and the
+	 * temporary files of an atomic write change without changing what certdir finds. */
+	if (name && name[0] == '.' && status == 0)
+		return;
 	log_debug("cert_dir %s: %s changed (status %d)", w->roots[wh->root].dir, name ? name : "?", status);
 	w->roots[wh->root].changed = true;
 	uv_timer_start(&w->debounce, on_debounce, CERTDIR_WATCH_DEBOUNCE_MS, 0);

@@ -266,7 +266,11 @@ static bool bind_tenant(struct certstore *cs, const struct tenant_cfg *t, long l
 		b->tenant = t;
 		b->hostname = t->hostnames[h];
 		b->cert = t->cert ? explicit_cert(cs, t) : choose(cs, dir, t->hostnames[h], now, &b->rsa);
-		if (!b->cert) {
+		if (!b->cert && certstore_acme_manages(cs->cfg, t, b->hostname)) {
+			log_info("%s: no certificate under %s yet: served the default one"
+			         " until ACME obtains it",
+			         b->hostname, dir);
+		} else if (!b->cert) {
 			snprintf(err, errlen,
 			         "%s:%d: tenant '%s': no certificate under %s covers host name '%s'",
 			         t->names_src_file, t->names_line, t->name, dir, t->hostnames[h]);
@@ -437,22 +441,47 @@ static const struct binding *binding_of(const struct certstore *cs, const struct
 }
 
 /* A configured tenant (the listener's default, when the client sent no SNI) is served with
- * the certificate of its first host name. */
+ * the certificate of its first host name that has one (names waiting for ACME have none). */
 static const struct binding *first_binding(const struct certstore *cs, const struct tenant_cfg *t)
 {
 	for (size_t i = 0; i < cs->nbindings; i++) {
-		if (cs->bindings[i].tenant == t)
+		if (cs->bindings[i].tenant == t && cs->bindings[i].cert)
 			return &cs->bindings[i];
 	}
-	abort(); /* every tenant has a host name, and bind_names bound them all */
+	return NULL;
+}
+
+static tls_ctx *binding_ctx(const struct binding *b)
+{
+	return !b || !b->cert ? NULL : b->own_ctx ? b->own_ctx : b->cert->ctx;
 }
 
 tls_ctx *certstore_server_ctx(const struct certstore *cs, const struct tenant_cfg *t)
 {
 	const struct binding *b = binding_of(cs, t);
 
-	b = b ? b : first_binding(cs, t);
-	return b->own_ctx ? b->own_ctx : b->cert->ctx;
+	return binding_ctx(b ? b : first_binding(cs, t));
+}
+
+tls_ctx *certstore_default_ctx(const struct certstore *cs, const struct tenant_cfg *t)
+{
+	tls_ctx *ctx = binding_ctx(first_binding(cs, t));
+
+	for (size_t i = 0; !ctx && i < cs->nbindings; i++)
+		ctx = binding_ctx(&cs->bindings[i]);
+	return ctx;
+}
+
+bool certstore_acme_manages(const struct config *cfg, const struct tenant_cfg *t, const char *hostname)
+{
+	return cfg->acme.enabled && !t->cert && config_tenant_cert_dir(cfg, t) && !name_is_wildcard(hostname);
+}
+
+bool certstore_acme_pending(const struct certstore *cs, const struct tenant_cfg *t)
+{
+	const struct binding *b = binding_of(cs, t);
+
+	return b && !b->cert;
 }
 
 tls_ctx *certstore_client_ctx(const struct certstore *cs, const struct tenant_cfg *t)

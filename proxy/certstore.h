@@ -27,14 +27,25 @@ struct certstore_cert {
 /* Loads every tenant's certificate and key (cert/key lines, else the certificates under its
  * cert_dir matched to its host names) and every used region's CA file. A pair under a
  * cert_dir that does not load is logged and skipped; a host name no certificate covers is an
- * error. On failure, returns NULL with "file:line: message" in err. */
+ * error, unless ACME manages it (certstore_acme_manages). On failure, returns NULL with
+ * "file:line: message" in err. */
 struct certstore *certstore_new(const struct config *cfg, char *err, size_t errlen);
 void certstore_free(struct certstore *cs);
 /* The tenant claiming the SNI name (exact names first, then "*.rest" wildcards), or NULL. The
  * pointer may be a per-name copy of the tenant's settings: pass it back to
  * certstore_server_ctx to get that name's certificate. */
 const struct tenant_cfg *certstore_lookup(const struct certstore *cs, const char *sni);
+/* NULL for a name waiting for its first certificate over ACME: see certstore_default_ctx. */
 tls_ctx *certstore_server_ctx(const struct certstore *cs, const struct tenant_cfg *t);
+/* The default certificate, for a name that has none yet: tenant t's (the listener's default
+ * tenant), else any loaded one; NULL when no certificate is loaded at all. */
+tls_ctx *certstore_default_ctx(const struct certstore *cs, const struct tenant_cfg *t);
+/* Whether ACME obtains hostname's certificates: acme is configured, the tenant takes its
+ * certificates from a cert_dir, and the name is no wildcard (those need DNS-01). Such a name
+ * without a certificate is no error: it waits for ACME and is served the default one. */
+bool certstore_acme_manages(const struct config *cfg, const struct tenant_cfg *t, const char *hostname);
+/* Whether the name certstore_lookup gave t for waits for its first certificate. */
+bool certstore_acme_pending(const struct certstore *cs, const struct tenant_cfg *t);
 /* The context for the relay leg of tenant t: verifying unless t skips verification. */
 tls_ctx *certstore_client_ctx(const struct certstore *cs, const struct tenant_cfg *t);
 

@@ -1,6 +1,6 @@
 /* check: `livery check -c FILE [--dns]`, a report on a configuration for the operator: config errors,
- * and per branded host name its certificate, key, chain, names, expiry and (with --dns) the DNS records a
- * brand must publish against what the resolver returns today. */
+ * and per branded host name its certificate, key, chain, names, expiry, ACME state and (with --dns) the DNS
+ * records a brand must publish against what the resolver returns today. */
 #include "check.h"
 
 #include <getopt.h>
@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "acme_state.h"
 #include "certstore.h"
 #include "check_dns.h"
 #include "config.h"
@@ -26,6 +27,10 @@ static const char check_usage[] =
         "does, 2 on a usage error. For every branded host name: the certificate serving it,\n"
         "whether the key matches, the chain's order, the names it covers and the days until\n"
         "it expires (a warning under 21 days, an error once expired or not yet valid).\n"
+        "With an acme block, also each ACME-managed name's state from the running livery\n"
+        "(state_dir/state.json): valid until its renewal date, due, ordering, or backing off\n"
+        "after failures (a warning, with the last error); a name still waiting for its first\n"
+        "certificate is a warning, not an error.\n"
         "\n"
         "  -c, --config FILE        the configuration to check\n"
         "      --dns                also query DNS: each brand's CNAME (or A/AAAA) to the\n"
@@ -171,6 +176,22 @@ static void report_cert(struct check_report *r, const struct certstore_cert *c, 
 	report_expiry(r, c);
 }
 
+/* What the running livery's ACME orders say about hostname (its state.json). */
+static void report_acme(struct check_report *r, const struct config *cfg, const struct tenant_cfg *t,
+                        const char *hostname)
+{
+	char line[1024];
+
+	if (!certstore_acme_manages(cfg, t, hostname))
+		return;
+	if (!r->acme_state)
+		check_say(r, "ok", "acme: no order yet (%s/state.json not written yet)", cfg->acme.state_dir);
+	else if (!acme_state_describe(r->acme_state, hostname, line, sizeof(line)))
+		check_say(r, "ok", "acme: not in %s/state.json yet (reload livery)", cfg->acme.state_dir);
+	else
+		check_say(r, strncmp(line, "backoff", 7) == 0 ? "warn" : "ok", "acme: %s", line);
+}
+
 static void report_hostname(struct check_report *r, const struct certstore *cs, const struct tenant_cfg *t,
                             const char *hostname)
 {
@@ -178,6 +199,13 @@ static void report_hostname(struct check_report *r, const struct certstore *cs, 
 	const struct certstore_cert *rsa = certstore_rsa_for(cs, t, hostname);
 
 	fprintf(r->out, "  %s\n", hostname);
+	report_acme(r, r->cfg, t, hostname);
+	if (!c && certstore_acme_manages(r->cfg, t, hostname)) {
+		check_say(
+		        r, "warn",
+		        "no certificate yet: ACME obtains one; the default certificate is served meanwhile");
+		return;
+	}
 	if (!c) {
 		check_say(r, "error", "no certificate serves it");
 		return;
@@ -229,6 +257,16 @@ static int finish(struct check_report *r)
 	return r->errors > 0 ? 1 : 0;
 }
 
+/* The running livery's ACME state (NULL when it has written none yet). */
+static json_t *load_acme_state(const struct config *cfg)
+{
+	char *path = xasprintf("%s/state.json", cfg->acme.state_dir);
+	json_t *j = json_load_file(path, 0, NULL);
+
+	free(path);
+	return j;
+}
+
 static int check_run(const struct check_opts *o, struct check_report *r)
 {
 	char err[1024];
@@ -241,6 +279,9 @@ static int check_run(const struct check_opts *o, struct check_report *r)
 		return finish(r);
 	}
 	struct certstore *cs = certstore_new(cfg, err, sizeof(err));
+	r->cfg = cfg;
+	if (cfg->acme.enabled)
+		r->acme_state = load_acme_state(cfg);
 	if (!cs) {
 		fprintf(r->out, "  error %s\n", err);
 		r->errors++;
@@ -260,6 +301,7 @@ static int check_run(const struct check_opts *o, struct check_report *r)
 			check_dns_note(r, cfg);
 	}
 	certstore_free(cs);
+	json_decref(r->acme_state);
 	config_free(cfg);
 	return finish(r);
 }

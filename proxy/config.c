@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <grp.h>
 #include <pwd.h>
@@ -15,6 +16,7 @@
 #include <strings.h>
 
 #include "names.h"
+#include "users.h"
 #include "util.h"
 
 struct parse {
@@ -30,6 +32,8 @@ static const char *const top_keys[] = {
         "user",      "group",   "pid_file",          "log_format", "log_file", "admin_listen", "admin_token",
         "cert_dir", /* certificates by name: certbot's live/ layout or flat pairs */
         "ticket_key_file", /* session-ticket keys shared by instances (issue 13) */
+        "pool",     /* the relay connection pool of local-mode tenants */
+        "acme",     /* certificates obtained over ACME into the cert_dirs */
         NULL};
 static const char *const listener_keys[] = {
         "address", "port", "tls", "hostname", "default_tenant", "allow_plaintext_auth",
@@ -41,6 +45,8 @@ static const char *const region_keys[] = {
 static const char *const tenant_keys[] = {
         "name",        "hostnames",         "cert",     "key", "region",
         "require_tls", "skip_verification", "cert_dir", /* this tenant's own certificate directory */
+        /* authentication: passthrough (+ auth_domains) or local */
+        "auth", "auth_domains", "users_file", "relay_user", "relay_password_file", "auth_cache_ttl",
         "limits", /* sending limits */
         NULL};
 static const char *const limits_keys[] = {"max_message_size",  "max_connections",  "max_connections_per_ip",
@@ -533,6 +539,7 @@ static bool parse_tenant_certs(struct parse *p, const config_setting_t *g, struc
 	return true;
 }
 
+static bool parse_tenant_auth(struct parse *p, const config_setting_t *g, struct tenant_cfg *t);
 /* ---- sending limits: the tenant's limits group, and where they are counted ---- */
 
 /* Its keys are quota_limit_names, in [scope][kind] order. */
@@ -628,7 +635,8 @@ static bool parse_tenant(struct parse *p, const config_setting_t *g, struct tena
 		t->region->line = (int)config_setting_source_line(rs);
 	}
 	return get_bool(p, g, "require_tls", true, &t->require_tls) &&
-	       get_bool(p, g, "skip_verification", false, &t->skip_verification) && parse_tenant_limits(p, g, t);
+	       get_bool(p, g, "skip_verification", false, &t->skip_verification) && parse_tenant_limits(p, g, t) &&
+	       parse_tenant_auth(p, g, t);
 }
 
 static bool parse_tenants(struct parse *p, const config_t *lc)
@@ -788,6 +796,157 @@ static bool parse_limits(struct parse *p, const config_t *lc)
 		return false;
 	l->max_message_size = (uint64_t)size;
 	return parse_sending(p, g);
+}
+
+/* ---- authentication and the relay pool (issue 12) ---- */
+
+/* Reads a whole small file; NULL (errno set) when it cannot be read or is larger than max. */
+static char *read_small_file(const char *path, size_t max, size_t *len)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = f ? xcalloc(1, max + 1) : NULL;
+
+	if (!f)
+		return NULL;
+	*len = fread(buf, 1, max + 1, f);
+	bool bad = ferror(f) || *len > max;
+	fclose(f);
+	if (bad) {
+		explicit_bzero(buf, max + 1);
+		free(buf);
+		errno = *len > max ? EFBIG : EIO;
+		return NULL;
+	}
+	return buf;
+}
+
+/* users_file: errors point into the users file itself ("users:3: ..."). */
+static bool load_users(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
+{
+	size_t len = 0;
+	char *text = read_small_file(t->auth.users_file, (size_t)16 << 20, &len);
+	char why[300];
+
+	if (!text)
+		return fail(p, config_setting_get_member(g, "users_file"), "cannot read users_file %s: %s",
+		            t->auth.users_file, strerror(errno));
+	t->auth.users = users_parse(text, len, why, sizeof(why));
+	free(text);
+	if (!t->auth.users && !p->failed) {
+		p->failed = true;
+		snprintf(p->err, p->errlen, "%s:%s", t->auth.users_file, why + strlen("line "));
+	}
+	return t->auth.users != NULL;
+}
+
+/* The relay password is the file's first line, without its line end. */
+static bool load_relay_password(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
+{
+	const config_setting_t *s = config_setting_get_member(g, "relay_password_file");
+	size_t len = 0;
+	char *text = read_small_file(t->auth.relay_password_file, 4096, &len);
+
+	if (!text)
+		return fail(p, s, "cannot read relay_password_file %s: %s", t->auth.relay_password_file,
+		            strerror(errno));
+	text[strcspn(text, "\r\n")] = '\0';
+	t->auth.relay_password = text;
+	if (!text[0])
+		return fail(p, s, "relay_password_file %s holds no password on its first line",
+		            t->auth.relay_password_file);
+	return true;
+}
+
+static bool parse_auth_domains(struct parse *p, const config_setting_t *g, struct tenant_auth_cfg *a)
+{
+	char norm[NAME_MAX_LEN + 1];
+
+	if (!get_string_list(p, g, "auth_domains", false, &a->domains, &a->ndomains))
+		return false;
+	for (size_t i = 0; i < a->ndomains; i++) {
+		if (!name_normalize(a->domains[i], strlen(a->domains[i]), norm, false))
+			return fail(p, config_setting_get_member(g, "auth_domains"), "'%s' is not a valid domain",
+			            a->domains[i]);
+		strcpy(a->domains[i], norm);
+	}
+	return true;
+}
+
+/* Local mode needs all three of users_file, relay_user and relay_password_file; passthrough
+ * takes none of them (a stray one would suggest credentials are checked when they are not). */
+static bool parse_auth_local(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
+{
+	static const char *const local_only[] = {"users_file", "relay_user", "relay_password_file"};
+	struct tenant_auth_cfg *a = &t->auth;
+
+	for (size_t i = 0; i < ARRAY_LEN(local_only); i++) {
+		const config_setting_t *s = config_setting_get_member(g, local_only[i]);
+		if (a->mode == TENANT_AUTH_PASSTHROUGH && s)
+			return fail(p, s, "'%s' is only used with auth = \"local\"", local_only[i]);
+		if (a->mode == TENANT_AUTH_LOCAL && !s)
+			return fail(p, config_setting_get_member(g, "auth"),
+			            "tenant '%s': auth = \"local\" needs '%s'", t->name, local_only[i]);
+	}
+	if (a->mode == TENANT_AUTH_PASSTHROUGH)
+		return true;
+	return get_path(p, g, "users_file", NULL, &a->users_file) && get_string(p, g, "relay_user", NULL, &a->relay_user) &&
+	       get_path(p, g, "relay_password_file", NULL, &a->relay_password_file) && load_users(p, g, t) &&
+	       load_relay_password(p, g, t);
+}
+
+static bool parse_tenant_auth(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
+{
+	char *mode = NULL;
+	long long ttl;
+
+	if (!get_string(p, g, "auth", "passthrough", &mode))
+		return false;
+	bool local = strcmp(mode, "local") == 0, ok = local || strcmp(mode, "passthrough") == 0;
+	free(mode);
+	if (!ok)
+		return fail(p, config_setting_get_member(g, "auth"), "'auth' must be \"passthrough\" or \"local\"");
+	t->auth.mode = local ? TENANT_AUTH_LOCAL : TENANT_AUTH_PASSTHROUGH;
+	if (!get_int(p, g, "auth_cache_ttl", 300, 0, 86400, &ttl))
+		return false;
+	t->auth.cache_ttl_ms = (unsigned)(ttl * 1000);
+	return parse_auth_domains(p, g, &t->auth) && parse_auth_local(p, g, t);
+}
+
+static void tenant_auth_free(struct tenant_auth_cfg *a)
+{
+	free_list(a->domains, a->ndomains);
+	free(a->users_file);
+	users_free(a->users);
+	free(a->relay_user);
+	free(a->relay_password_file);
+	if (a->relay_password)
+		explicit_bzero(a->relay_password, strlen(a->relay_password));
+	free(a->relay_password);
+}
+
+static const char *const pool_keys[] = {"max_idle", "idle_timeout", "max_messages", "max_age", "min_idle", NULL};
+
+/* pool { ... }: every key optional. idle_timeout stays below common relays' own idle
+ * timeouts (Postfix: 300 s, many providers: 30-60 s). */
+static bool parse_pool(struct parse *p, const config_t *lc)
+{
+	const config_setting_t *g = config_lookup(lc, "pool");
+	struct pool_cfg *pc = &p->cfg->pool;
+	long long max_idle, min_idle;
+
+	if (g && !check_keys(p, g, pool_keys, "pool"))
+		return false;
+	if (!g)
+		g = config_root_setting(lc); /* none of the keys are there: all defaults */
+	if (!get_int(p, g, "max_idle", 8, 0, 10000, &max_idle) || !get_int(p, g, "min_idle", 0, 0, 10000, &min_idle) ||
+	    !get_seconds(p, g, "idle_timeout", 20, &pc->idle_timeout_ms) ||
+	    !get_count(p, g, "max_messages", 100, &pc->max_messages) || !get_seconds(p, g, "max_age", 300, &pc->max_age_ms))
+		return false;
+	pc->max_idle = (unsigned)max_idle;
+	pc->min_idle = (unsigned)min_idle;
+	if (pc->min_idle > pc->max_idle)
+		return fail(p, config_setting_get_member(g, "min_idle"), "'min_idle' must not exceed 'max_idle'");
+	return true;
 }
 
 /* Where the session and message records go, and in which form. */
@@ -958,6 +1117,118 @@ const char *config_tenant_cert_dir(const struct config *cfg, const struct tenant
 	return t->cert_dir ? t->cert_dir : cfg->cert_dir;
 }
 
+/* ---- acme ---- */
+
+static const char *const acme_keys[] = {"directory",   "email",      "ca_file",  "challenge",
+                                        "http_listen", "renew_days", "key_type", "state_dir",
+                                        "backoff",     "client",     NULL};
+
+/* lego takes "interface:port" or ":port"; the interface must be an IP literal. */
+static bool valid_http_listen(const char *v)
+{
+	struct admin_cfg a = {0};
+
+	if (v[0] == ':') {
+		char *end;
+		long port = strtol(v + 1, &end, 10);
+		return v[1] && !*end && port >= 1 && port <= 65535;
+	}
+	bool ok = split_admin_listen(v, &a);
+	free(a.address);
+	return ok;
+}
+
+static bool parse_acme_key_type(struct parse *p, const config_setting_t *g, struct acme_cfg *a)
+{
+	char *v = NULL;
+
+	if (!get_string(p, g, "key_type", "ecdsa", &v))
+		return false;
+	a->key_type = strcmp(v, "ecdsa") == 0  ? CONFIG_ACME_ECDSA
+	              : strcmp(v, "rsa") == 0  ? CONFIG_ACME_RSA
+	              : strcmp(v, "both") == 0 ? CONFIG_ACME_BOTH
+	                                       : 0;
+	free(v);
+	if (!a->key_type)
+		return fail(p, config_setting_get_member(g, "key_type"),
+		            "'key_type' must be \"ecdsa\", \"rsa\" or \"both\"");
+	return true;
+}
+
+static bool parse_acme_strings(struct parse *p, const config_setting_t *g, struct acme_cfg *a)
+{
+	char *challenge = NULL;
+
+	if (!get_string(p, g, "directory", NULL, &a->directory) ||
+	    (config_setting_get_member(g, "email") && !get_string(p, g, "email", NULL, &a->email)) ||
+	    !get_opt_path(p, g, "ca_file", &a->ca_file) ||
+	    !get_string(p, g, "challenge", "http-01", &challenge) ||
+	    !get_string(p, g, "http_listen", ":80", &a->http_listen) ||
+	    !get_string(p, g, "client", "lego", &a->client))
+		goto out;
+	if (strncmp(a->directory, "https://", 8) != 0)
+		fail(p, config_setting_get_member(g, "directory"), "'directory' must be an https:// URL");
+	else if (a->email && (!strchr(a->email, '@') || strpbrk(a->email, " \t\r\n")))
+		fail(p, config_setting_get_member(g, "email"), "'email' is not an e-mail address: %s",
+		     a->email);
+	else if (strcmp(challenge, "http-01") != 0)
+		fail(p, config_setting_get_member(g, "challenge"),
+		     "'challenge' must be \"http-01\" (wildcard names need DNS-01, which livery does not "
+		     "do)");
+	else if (!valid_http_listen(a->http_listen))
+		fail(p, config_setting_get_member(g, "http_listen"),
+		     "'http_listen' must be \"address:port\" with an IP address, or \":port\", e.g. "
+		     "\"0.0.0.0:80\"");
+out:
+	free(challenge);
+	return !p->failed;
+}
+
+/* The state directory defaults to a hidden one in the top-level cert_dir (certdir skips it). */
+static bool parse_acme_state_dir(struct parse *p, const config_setting_t *g, struct acme_cfg *a)
+{
+	if (config_setting_get_member(g, "state_dir"))
+		return get_path(p, g, "state_dir", NULL, &a->state_dir);
+	a->state_dir =
+	        p->cfg->cert_dir ? xasprintf("%s/.acme", p->cfg->cert_dir) : xstrdup("/var/lib/livery/acme");
+	return true;
+}
+
+static bool parse_acme(struct parse *p, const config_t *lc)
+{
+	const config_setting_t *g = config_lookup(lc, "acme");
+	struct acme_cfg *a = &p->cfg->acme;
+	long long days, backoff;
+
+	if (!g)
+		return true;
+	if (!check_keys(p, g, acme_keys, "acme"))
+		return false;
+	a->enabled = true;
+	a->src_file = source_file(p, g);
+	a->line = (int)config_setting_source_line(g);
+	if (!parse_acme_strings(p, g, a) || !parse_acme_key_type(p, g, a) || !parse_acme_state_dir(p, g, a) ||
+	    !get_int(p, g, "renew_days", 30, 1, 3650, &days) ||
+	    !get_int(p, g, "backoff", 60, 1, 86400, &backoff))
+		return false;
+	a->renew_days = (unsigned)days;
+	a->backoff_s = (unsigned)backoff;
+	return true;
+}
+
+static void acme_cfg_free(struct acme_cfg *a)
+{
+	free(a->directory);
+	free(a->email);
+	free(a->ca_file);
+	free(a->http_listen);
+	free(a->state_dir);
+	free(a->client);
+	free(a->src_file);
+}
+
+/* ---- the top level ---- */
+
 static bool parse_top(struct parse *p, const config_t *lc)
 {
 	const config_setting_t *root = config_root_setting(lc);
@@ -983,8 +1254,8 @@ static bool parse_top(struct parse *p, const config_t *lc)
 		return fail(p, config_setting_get_member(root, "bare_line_endings"),
 		            "'bare_line_endings' must be \"reject\" or \"normalize\"");
 	return parse_records(p, root) && parse_admin(p, root) && parse_cert_dir(p, root) &&
-	       parse_ticket_key_file(p, root) && parse_limits(p, lc) &&
-	       parse_regions(p, lc) && parse_tenants(p, lc) && parse_listeners(p, lc);
+	       parse_ticket_key_file(p, root) && parse_limits(p, lc) && parse_pool(p, lc) &&
+	       parse_regions(p, lc) && parse_tenants(p, lc) && parse_listeners(p, lc) && parse_acme(p, lc);
 }
 
 static char *dir_of(const char *path)
@@ -1046,6 +1317,7 @@ void config_free(struct config *cfg)
 		free(t->key_src_file);
 		free(t->cert_dir);
 		free(t->names_src_file);
+		tenant_auth_free(&t->auth);
 	}
 	for (size_t i = 0; i < cfg->nregions; i++)
 		region_free(&cfg->regions[i]);
@@ -1062,5 +1334,6 @@ void config_free(struct config *cfg)
 	free(cfg->cert_dir);
 	free(cfg->cert_dir_src_file);
 	free_ticket_key_file(cfg);
+	acme_cfg_free(&cfg->acme);
 	free(cfg);
 }

@@ -40,6 +40,26 @@ struct region_cfg {
 	int line;
 };
 
+/* How a tenant's clients authenticate (issue 12). */
+enum tenant_auth { TENANT_AUTH_PASSTHROUGH, TENANT_AUTH_LOCAL };
+
+struct users; /* users.h: a tenant's users_file */
+
+/* A tenant's authentication settings. The users table and the relay password are read by
+ * config_load (the master, as root, before the privilege drop and at every reload); the
+ * password is a secret: never logged, never printed by --check or `livery check`. */
+struct tenant_auth_cfg {
+	enum tenant_auth mode;
+	char **domains; /* passthrough: login names must be user@ one of these (none: any) */
+	size_t ndomains;
+	char *users_file;          /* local: absolute path */
+	struct users *users;       /* local: its table */
+	char *relay_user;          /* local: livery's own AUTH at the relay */
+	char *relay_password_file; /* local: absolute path */
+	char *relay_password;      /* local: its first line */
+	unsigned cache_ttl_ms;     /* local: how long a verified password is remembered */
+};
+
 struct tenant_cfg {
 	char *name;
 	char **hostnames; /* normalised: lower case, no trailing dot */
@@ -55,6 +75,7 @@ struct tenant_cfg {
 	int key_line;
 	char *names_src_file; /* where hostnames is set, for names no certificate covers */
 	int names_line;
+	struct tenant_auth_cfg auth;
 	/* The tenant in cfg->tenants: itself, also in the per-name copies certstore makes of it
 	 * (so per-tenant tables can index by origin - cfg->tenants). */
 	const struct tenant_cfg *origin;
@@ -93,6 +114,33 @@ struct limits_cfg {
 	unsigned relay_data_timeout_ms;
 	unsigned tls_timeout_ms;
 	unsigned shutdown_timeout_ms;
+};
+
+/* The per-worker pool of authenticated relay connections for local-mode tenants. */
+struct pool_cfg {
+	unsigned max_idle;        /* idle connections kept per (relay, verify name, credential) */
+	unsigned idle_timeout_ms; /* an idle connection older than this is closed */
+	unsigned max_messages;    /* messages per connection before it is retired */
+	unsigned max_age_ms;      /* a connection older than this is retired */
+	unsigned min_idle;        /* kept open (pre-warmed) per key; 0: none */
+};
+
+/* acme: certificates obtained and renewed over ACME (HTTP-01, by lego); enabled false: none. */
+enum config_acme_keys { CONFIG_ACME_ECDSA = 1, CONFIG_ACME_RSA = 2, CONFIG_ACME_BOTH = 3 };
+
+struct acme_cfg {
+	bool enabled;
+	char *directory;   /* the ACME directory URL */
+	char *email;       /* the account's contact, or NULL */
+	char *ca_file;     /* trusted for the directory's TLS (a private ACME CA), or NULL */
+	char *http_listen; /* where lego answers HTTP-01 challenges: "address:port" or ":port" */
+	char *state_dir;   /* the account, lego's files and state.json */
+	char *client;      /* the lego binary */
+	unsigned renew_days;
+	unsigned backoff_s; /* the first retry delay after a failure; doubled each time, up to a day */
+	enum config_acme_keys key_type;
+	char *src_file;
+	int line;
 };
 
 /* Where the sending limits' counters live (limits.backend) and what a check does when they
@@ -138,6 +186,7 @@ struct config {
 	struct tenant_cfg *tenants;
 	size_t ntenants;
 	struct limits_cfg limits;
+	struct pool_cfg pool;
 	struct sending_cfg sending;
 	char *cert_dir; /* top level: certificates for tenants without cert/key lines, or NULL */
 	char *cert_dir_src_file;
@@ -146,6 +195,7 @@ struct config {
 	char *ticket_key_file;
 	char *ticket_key_file_src_file;
 	int ticket_key_file_line;
+	struct acme_cfg acme;
 };
 
 /* Returns NULL and writes "file:line: message" into err on any error. */

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "passwd_cmd.h"
 #include "tls.h"
 
 #ifndef LIVERY_VERSION
@@ -24,10 +25,13 @@ static const char usage[] =
         "       livery reload -c FILE\n"
         "       livery --check -c FILE\n"
         "       livery check -c FILE [--dns]   (a report: livery check --help)\n"
+        "       livery passwd [USER]           (a users_file line: livery passwd --help)\n"
         "\n"
         "livery is an SMTP submission proxy: it answers under branded host names with the\n"
-        "certificate chosen by SNI, passes the client's AUTH through, and relays each session\n"
-        "over verified TLS to the tenant's upstream relay.\n"
+        "certificate chosen by SNI, passes the client's AUTH through (or, for a tenant with\n"
+        "auth = \"local\", checks it against the tenant's users_file and relays with the\n"
+        "tenant's own credentials over pooled connections), and relays each session over\n"
+        "verified TLS to the tenant's upstream relay.\n"
         "\n"
         "Commands:\n"
         "  run                    (the default) start: a master process that keeps the\n"
@@ -35,6 +39,8 @@ static const char usage[] =
         "                         worker processes, running as `user`/`group`, that serve\n"
         "  reload                 ask the running livery (the pid in the configuration's\n"
         "                         pid_file) to reload its configuration: the same as SIGHUP\n"
+        "  passwd [USER]          read a password (terminal without echo, or stdin) and print\n"
+        "                         its yescrypt hash (as USER:HASH) for a users_file\n"
         "\n"
         "Options:\n"
         "  -c, --config FILE      configuration file (see config/livery.conf, livery(8))\n"
@@ -171,6 +177,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return check_main(argc - 1, argv + 1); /* the report: proxy/check.c */
+	if (argc > 1 && strcmp(argv[1], "passwd") == 0)
+		return passwd_cmd_main(argc - 1, argv + 1); /* a users_file line: proxy/passwd_cmd.c */
 	int rc = parse_args(argc, argv, &o);
 	if (rc != 0)
 		return rc;

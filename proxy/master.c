@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "acme.h"
 #include "certmon.h"
 #include "certstore.h"
 #include "iptable.h"
@@ -63,11 +64,13 @@ _Static_assert(METRICS_SLOTS >= IPTABLE_REGIONS, "a metrics slot per worker slot
 struct master {
 	struct master_options opt;
 	uv_loop_t loop;
-	uv_poll_t signals, readiness;
+	uv_poll_t signals, readiness, acme_requests;
 	uv_timer_t respawn;
 	uv_timer_t tickets; /* makes the next day's session-ticket key (tls_tickets_rotate) */
 	int signal_fd;
 	int ready_pipe[2];
+	int acme_pipe[2];  /* workers write the names clients asked for that wait for ACME */
+	struct acme *acme; /* certificate orders; idle without an acme block */
 	struct gen *gens; /* newest first */
 	struct gen *current;
 	unsigned last_gen;
@@ -322,6 +325,7 @@ static void spawn(struct master *m, struct gen *g, unsigned index)
 	                           .admin_fd = g->admin_fd,
 	                           .region = (unsigned)(p - m->procs),
 	                           .ready_fd = m->ready_pipe[1],
+	                           .acme_fd = m->acme_pipe[1],
 	                           .master = getpid(),
 	                           .drop_privileges = m->root};
 	pid_t pid = fork();
@@ -392,6 +396,7 @@ static void gen_serving(struct master *m, struct gen *g)
 	g->state = GEN_SERVING;
 	m->current = g;
 	watch_certs(m, g);
+	acme_update(m->acme, g->cfg, g->certs, g->id);
 	metrics_shm_generation(m->metrics, g->id);
 	if (!first)
 		metrics_shm_reload(m->metrics, true);
@@ -505,6 +510,9 @@ static void reap(struct master *m)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+		/* lego, when it is not a worker: libuv never sees SIGCHLD here (the signalfd reads it). */
+		if (acme_child_exited(m->acme, pid, wstatus))
+			continue;
 		for (size_t i = 0; i < IPTABLE_REGIONS; i++) {
 			if (m->procs[i].pid == pid) {
 				on_worker_exit(m, &m->procs[i], wstatus);
@@ -529,6 +537,7 @@ static void begin_stop(struct master *m, const char *why)
 	}
 	m->stopping = true;
 	watch_certs(m, NULL);
+	acme_stop(m->acme);
 	metrics_shm_stopping(m->metrics); /* before the workers hear it: /readyz answers 503 */
 	log_info("%s: no longer accepting; draining sessions", why);
 	notify("STOPPING=1");
@@ -728,11 +737,33 @@ static void remove_pid_file(struct master *m)
 	m->pid_file = NULL;
 }
 
+static void on_acme_requests(uv_poll_t *h, int status, int events)
+{
+	struct master *m = container_of(h, struct master, acme_requests);
+	char buf[4096];
+	ssize_t n;
+
+	(void)events;
+	if (status < 0)
+		return;
+	while ((n = read(m->acme_pipe[0], buf, sizeof(buf))) > 0)
+		acme_feed(m->acme, buf, (size_t)n);
+}
+
+/* The workers' requests for names waiting for ACME: a pipe made before any fork. */
+static int watch_acme_requests(struct master *m)
+{
+	if (pipe2(m->acme_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		return -errno;
+	int rc = uv_poll_init(&m->loop, &m->acme_requests, m->acme_pipe[0]);
+	return rc ? rc : uv_poll_start(&m->acme_requests, UV_READABLE, on_acme_requests);
+}
+
 static int setup(struct master *m)
 {
 	int rc = uv_loop_init(&m->loop);
 
-	m->signal_fd = m->ready_pipe[0] = m->ready_pipe[1] = -1;
+	m->signal_fd = m->ready_pipe[0] = m->ready_pipe[1] = m->acme_pipe[0] = m->acme_pipe[1] = -1;
 	if (rc == 0)
 		rc = watch_signals(m);
 	if (rc == 0 && pipe2(m->ready_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -747,12 +778,15 @@ static int setup(struct master *m)
 		rc = uv_timer_init(&m->loop, &m->tickets);
 	if (rc == 0)
 		rc = uv_timer_start(&m->tickets, on_tickets, TICKET_ROTATION_MS, TICKET_ROTATION_MS);
+	if (rc == 0)
+		rc = watch_acme_requests(m);
 	if (rc != 0)
 		log_error("cannot set up the master: %s", uv_strerror(rc));
 	m->shm = iptable_shm_new();
 	m->unauth_shm = iptable_shm_new();
 	m->metrics = metrics_shm_new();
 	m->quota_mem = quota_mem_new(); /* one budget for all workers, kept across reloads */
+	m->acme = acme_new(&m->loop, m->metrics);
 	m->root = geteuid() == 0;
 	raise_nofile();
 	return rc;
@@ -768,6 +802,7 @@ static void close_handle(uv_handle_t *h, void *arg)
 static void teardown(struct master *m)
 {
 	watch_certs(m, NULL);
+	acme_stop(m->acme);
 	while (m->gens) {
 		struct gen *g = m->gens;
 		m->gens = g->next;
@@ -776,9 +811,12 @@ static void teardown(struct master *m)
 	uv_walk(&m->loop, close_handle, NULL);
 	uv_run(&m->loop, UV_RUN_DEFAULT);
 	uv_loop_close(&m->loop);
+	acme_free(m->acme);
 	for (int i = 0; i < 2; i++) {
 		if (m->ready_pipe[i] >= 0)
 			close(m->ready_pipe[i]);
+		if (m->acme_pipe[i] >= 0)
+			close(m->acme_pipe[i]);
 	}
 	if (m->signal_fd >= 0)
 		close(m->signal_fd);

@@ -14,6 +14,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "pool.h"
 #include "util.h"
 
 /* Histograms: fixed buckets (counted singly, made cumulative at render), then the count and
@@ -28,7 +29,7 @@ static const char *const local_ends[] = {
         "quit",        "client_timeout", "client_reset",   "client_tls_failed",
         "auth_failed", "limit",          "protocol_error", "drain", "proxy_refused"};
 #define NLOCAL_ENDS ARRAY_LEN(local_ends)
-#define NFAIL       UPSTREAM_VALIDATION_FAILURE /* upstream failures 1..NFAIL */
+#define NFAIL       UPSTREAM_AUTH /* upstream failures 1..NFAIL */
 #define NEND        (NLOCAL_ENDS + NFAIL + 1)
 /* Relay legs: 0 ok (TLS up), 1..NFAIL a failure, then closed before TLS was up. */
 #define NLEG (NFAIL + 2)
@@ -40,7 +41,8 @@ enum {
 	T_AUTH_OK = T_END + NEND,
 	T_AUTH_FAILED,
 	T_MSG,
-	T_CLIENT_IN = T_MSG + NCLASS,
+	T_LOCAL_AUTH = T_MSG + NCLASS, /* by enum localauth_result */
+	T_CLIENT_IN = T_LOCAL_AUTH + 3,
 	T_CLIENT_OUT,
 	T_DURATION,
 	T_LIMIT_REFUSED = T_DURATION + H_FIELDS, /* by quota_limit_names */
@@ -64,7 +66,11 @@ enum {
 	R_RELAY_OUT,
 	R_SETUP,
 	R_VERDICT = R_SETUP + H_FIELDS,
-	R_FIELDS = R_VERDICT + H_FIELDS
+	R_POOL_HIT = R_VERDICT + H_FIELDS,
+	R_POOL_MISS,
+	R_POOL_OPENED,
+	R_POOL_RETIRED, /* by enum pool_retire */
+	R_FIELDS = R_POOL_RETIRED + POOL_RETIRE_COUNT
 };
 
 typedef _Atomic uint64_t counter;
@@ -92,6 +98,7 @@ static const unsigned kind_max[NKINDS] = {METRICS_MAX_TENANTS, METRICS_MAX_LISTE
 struct metrics_shm {
 	_Atomic uint64_t fold_seq; /* odd while the master folds a slot into the retired one */
 	_Atomic uint64_t generation, reloads_ok, reloads_failed, stopping;
+	_Atomic uint64_t acme_orders_ok, acme_orders_failed; /* the master's ACME orders */
 	struct names names[NKINDS];
 	struct slot slots[METRICS_SLOTS + 1]; /* the last one: retired workers' totals */
 };
@@ -232,6 +239,11 @@ void metrics_shm_reload(struct metrics_shm *shm, bool ok)
 	atomic_fetch_add(ok ? &shm->reloads_ok : &shm->reloads_failed, 1);
 }
 
+void metrics_shm_acme_order(struct metrics_shm *shm, bool ok)
+{
+	atomic_fetch_add(ok ? &shm->acme_orders_ok : &shm->acme_orders_failed, 1);
+}
+
 void metrics_shm_stopping(struct metrics_shm *shm)
 {
 	atomic_store(&shm->stopping, 1);
@@ -369,6 +381,30 @@ void metrics_auth(struct metrics *m, const struct tenant_cfg *t, bool ok)
 {
 	if (m)
 		add(&trow(m, t)[ok ? T_AUTH_OK : T_AUTH_FAILED], 1);
+}
+
+void metrics_local_auth(struct metrics *m, const struct tenant_cfg *t, enum localauth_result r)
+{
+	if (m)
+		add(&trow(m, t)[T_LOCAL_AUTH + (size_t)r], 1);
+}
+
+void metrics_pool_checkout(struct metrics *m, const struct tenant_cfg *t, bool hit)
+{
+	if (m)
+		add(&rrow(m, t->region)[hit ? R_POOL_HIT : R_POOL_MISS], 1);
+}
+
+void metrics_pool_opened(struct metrics *m, const struct tenant_cfg *t)
+{
+	if (m)
+		add(&rrow(m, t->region)[R_POOL_OPENED], 1);
+}
+
+void metrics_pool_retired(struct metrics *m, const struct tenant_cfg *t, enum pool_retire why)
+{
+	if (m)
+		add(&rrow(m, t->region)[R_POOL_RETIRED + (size_t)why], 1);
 }
 
 void metrics_message(struct metrics *m, const struct tenant_cfg *t, int code, const char *by, uint64_t dot_ns)
@@ -525,6 +561,21 @@ static const char *direction(size_t i)
 	return i == 0 ? "in" : "out";
 }
 
+static const char *local_auth_label(size_t i)
+{
+	return i == LOCALAUTH_OK ? "ok" : i == LOCALAUTH_CACHED ? "cached" : "failed";
+}
+
+static const char *hit_miss(size_t i)
+{
+	return i == 0 ? "hit" : "miss";
+}
+
+static const char *retire_label(size_t i)
+{
+	return pool_retire_name((enum pool_retire)i);
+}
+
 static const char *false_true(size_t i)
 {
 	return i == 0 ? "false" : "true";
@@ -559,8 +610,11 @@ static const struct family families[] = {
          T_END, NEND, "end", end_label, NULL},
         {"livery_session_duration_seconds", "histogram", "Session duration, accept to close.", K_TENANT,
          T_DURATION, 0, NULL, NULL, long_bounds},
-        {"livery_auth_total", "counter", "AUTH verdicts of the relay.", K_TENANT, T_AUTH_OK, 2, "result",
-         ok_failed, NULL},
+        {"livery_auth_total", "counter", "AUTH verdicts: the relay's, or livery's for local-mode tenants.",
+         K_TENANT, T_AUTH_OK, 2, "result", ok_failed, NULL},
+        {"livery_local_auth_total", "counter",
+         "Local-mode password checks: ok (hashed), cached (within auth_cache_ttl, no hash), failed.", K_TENANT,
+         T_LOCAL_AUTH, 3, "result", local_auth_label, NULL},
         {"livery_messages_total", "counter",
          "Messages by verdict: the relay's reply class, refused by livery, or none (cut short).", K_TENANT,
          T_MSG, NCLASS, "result", class_label, NULL},
@@ -585,6 +639,13 @@ static const struct family families[] = {
          R_SETUP, 0, NULL, NULL, short_bounds},
         {"livery_relay_verdict_seconds", "histogram", "Time from the end of data to the relay's verdict.",
          K_REGION, R_VERDICT, 0, NULL, NULL, short_bounds},
+        {"livery_relay_pool_checkouts_total", "counter",
+         "Relay legs asked of the pool by local-mode sessions: hit (an idle connection reused), miss (a new one).",
+         K_REGION, R_POOL_HIT, 2, "result", hit_miss, NULL},
+        {"livery_relay_pool_opened_total", "counter", "Relay connections the pool opened (misses and pre-warming).",
+         K_REGION, R_POOL_OPENED, 1, NULL, NULL, NULL},
+        {"livery_relay_pool_retired_total", "counter", "Pooled relay connections closed, by reason.", K_REGION,
+         R_POOL_RETIRED, POOL_RETIRE_COUNT, "reason", retire_label, NULL},
 };
 
 static void put_histogram(FILE *f, const struct family *fa, const char *value, const uint64_t *h)
@@ -700,6 +761,41 @@ static void put_certificates(FILE *f, const struct metrics *m)
 	}
 }
 
+/* ACME: orders by result, and when each managed name's certificate is due for renewal (its
+ * notAfter less renew_days; names still waiting for their first certificate are due now). */
+static void put_acme(FILE *f, const struct metrics *m)
+{
+	const struct config *cfg = m->cfg;
+	int64_t now = (int64_t)time(NULL);
+	char extra[NAME_LEN + 16];
+
+	if (!cfg->acme.enabled)
+		return;
+	fprintf(f,
+	        "# HELP livery_acme_orders_total ACME certificate orders by result.\n"
+	        "# TYPE livery_acme_orders_total counter\n"
+	        "livery_acme_orders_total{result=\"ok\"} %" PRIu64 "\n"
+	        "livery_acme_orders_total{result=\"failed\"} %" PRIu64 "\n",
+	        (uint64_t)atomic_load(&m->shm->acme_orders_ok),
+	        (uint64_t)atomic_load(&m->shm->acme_orders_failed));
+	fprintf(f, "# HELP livery_acme_renewal_timestamp_seconds When each ACME-managed host name's "
+	           "certificate is "
+	           "due for renewal (Unix time).\n"
+	           "# TYPE livery_acme_renewal_timestamp_seconds gauge\n");
+	for (size_t i = 0; i < cfg->ntenants; i++) {
+		const struct tenant_cfg *t = &cfg->tenants[i];
+		for (size_t h = 0; h < t->nhostnames; h++) {
+			const struct certstore_cert *c = m->labels->served[i][h];
+			if (!certstore_acme_manages(cfg, t, t->hostnames[h]))
+				continue;
+			snprintf(extra, sizeof(extra), ",name=\"%s\"", t->hostnames[h]);
+			put_series(f, "livery_acme_renewal_timestamp_seconds", "tenant", t->name, extra);
+			fprintf(f, " %" PRId64 "\n",
+			        c ? (int64_t)c->info.not_after - (int64_t)cfg->acme.renew_days * 86400 : now);
+		}
+	}
+}
+
 bool metrics_render(struct metrics *m, FILE *out)
 {
 	struct totals t;
@@ -710,6 +806,7 @@ bool metrics_render(struct metrics *m, FILE *out)
 		put_family(out, m, &t, &families[i]);
 	put_master(out, m->shm);
 	put_certificates(out, m);
+	put_acme(out, m);
 	free_totals(&t);
 	return !ferror(out);
 }

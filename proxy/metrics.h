@@ -10,6 +10,8 @@
 
 #include "certstore.h"
 #include "config.h"
+#include "localauth.h"
+#include "pool.h"
 #include "upstream.h"
 
 /* Distinct label values kept per kind, over the life of the master (all generations): a
@@ -46,6 +48,8 @@ void metrics_shm_retire(struct metrics_shm *shm, unsigned slot);
  * (a draining worker then keeps answering /readyz with 503). */
 void metrics_shm_generation(struct metrics_shm *shm, unsigned id);
 void metrics_shm_reload(struct metrics_shm *shm, bool ok);
+/* An ACME order ended (ok: a certificate installed). */
+void metrics_shm_acme_order(struct metrics_shm *shm, bool ok);
 void metrics_shm_stopping(struct metrics_shm *shm);
 bool metrics_shm_is_stopping(const struct metrics_shm *shm);
 
@@ -69,6 +73,11 @@ void metrics_client_tls(struct metrics *m, const struct listener_cfg *l, enum me
 void metrics_session_end(struct metrics *m, const struct tenant_cfg *t, const char *end, uint64_t bytes_in,
                          uint64_t bytes_out, uint64_t started_ns);
 void metrics_auth(struct metrics *m, const struct tenant_cfg *t, bool ok);
+/* Local mode: a password check's result; the pool: checkouts, connections opened and retired. */
+void metrics_local_auth(struct metrics *m, const struct tenant_cfg *t, enum localauth_result r);
+void metrics_pool_checkout(struct metrics *m, const struct tenant_cfg *t, bool hit);
+void metrics_pool_opened(struct metrics *m, const struct tenant_cfg *t);
+void metrics_pool_retired(struct metrics *m, const struct tenant_cfg *t, enum pool_retire why);
 /* A message's verdict: by "relay" (code is the relay's), "livery" (refused here) or NULL
  * (none: the session or leg ended first). dot_ns: uv_hrtime() at the end of data, or 0. */
 void metrics_message(struct metrics *m, const struct tenant_cfg *t, int code, const char *by,

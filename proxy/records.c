@@ -155,6 +155,7 @@ static json_t *relay_json(const struct upstream_info *r)
 	set_str(o, "cipher", r->tls ? r->cipher : NULL);
 	json_object_set_new(o, "certificate_verified", json_boolean(r->verified && r->tls));
 	json_object_set_new(o, "resumed", json_boolean(r->resumed));
+	json_object_set_new(o, "pooled", json_boolean(r->reused));
 	set_ms(o, "connect_ms", r->connect_ms);
 	set_ms(o, "handshake_ms", r->handshake_ms);
 	json_object_set_new(o, "bytes_in", json_integer((json_int_t)r->bytes_in));
@@ -205,6 +206,7 @@ static json_t *session_json(const struct records_session *r, const char *ts)
 	set_str(o, "cipher", r->cipher);
 	json_object_set_new(o, "resumed", json_boolean(r->tls_resumed));
 	set_str(o, "user", r->user);
+	set_str(o, "auth", r->auth);
 	set_str(o, "end", r->end);
 	set_str(o, "detail", r->detail);
 	json_object_set_new(o, "messages", json_integer(r->messages));

@@ -15,6 +15,7 @@ enum records_format { RECORDS_JSON, RECORDS_TEXT, RECORDS_NONE };
 struct records_session {
 	const char *id, *listener, *client, *sni, *tenant, *brand;
 	const char *user;        /* the authenticated user, or NULL */
+	const char *auth;        /* who checked it: "local" or "relay" (passthrough); NULL without user */
 	const char *tls_version; /* NULL: plaintext */
 	const char *cipher;
 	bool tls_resumed;

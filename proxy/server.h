@@ -15,6 +15,8 @@
 
 struct session;
 struct metrics;
+struct pool;
+struct localauth;
 struct quota;
 
 struct server {
@@ -29,6 +31,8 @@ struct server {
 	struct iptable *unauth_legs;
 	struct tls_session_cache *relay_sessions; /* relay-leg TLS sessions for resumption */
 	struct metrics *metrics;                  /* this worker's counters (NULL: none) */
+	struct pool *pool;                        /* relay connections of local-mode tenants */
+	struct localauth *localauth;              /* local users' password checks */
 	struct quota *quota;                      /* the sending limits' counters */
 	uint64_t next_id;
 	int worker; /* the worker's pid: session ids ("w<pid>s<n>") stay unique across processes */

@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acme_ask.h"
+#include "localauth.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool.h"
 #include "records.h"
 #include "session_int.h"
 #include "stream.h"
@@ -34,7 +37,7 @@ static void update_client_timer(struct session *s)
 		ms = 0; /* we stopped reading the client because the relay does not read: its timer runs */
 	else if (s->state == SS_DATA || s->state == SS_BDAT)
 		ms = s->srv->cfg->limits.data_timeout_ms;
-	else if (s->state != SS_WAIT && s->state != SS_AUTH && !session_relay_owed(s))
+	else if (s->state != SS_WAIT && s->state != SS_AUTH && s->state != SS_VERIFY && !session_relay_owed(s))
 		ms = s->srv->cfg->limits.command_timeout_ms;
 	stream_set_timer(s->client, ms);
 }
@@ -59,6 +62,7 @@ static bool wait_over(const struct session *s)
 {
 	switch (s->wait) {
 	case SESSION_WAIT_LEG:
+	case SESSION_WAIT_AUTH_LEG:
 		return !s->up || upstream_is_ready(s->up);
 	case SESSION_WAIT_REPLIES:
 		return !session_relay_owed(s);
@@ -74,13 +78,16 @@ static bool input_wait(struct session *s)
 	if (!wait_over(s))
 		return false;
 	session_enter_state(s, SS_COMMAND);
-	return true;
+	if (s->wait == SESSION_WAIT_AUTH_LEG)
+		session_local_auth_leg(s);
+	return !session_closing(s);
 }
 
 static const struct session_state_entry states[] = {
         [SS_HANDSHAKE] = {"handshake", input_none}, [SS_COMMAND] = {"command", session_input_command},
         [SS_WAIT] = {"wait", input_wait},           [SS_AUTH] = {"auth", input_none},
-        [SS_SASL] = {"sasl", session_input_auth},   [SS_DATA] = {"data", session_input_data},
+        [SS_SASL] = {"sasl", session_input_auth},   [SS_VERIFY] = {"verify", input_none},
+        [SS_DATA] = {"data", session_input_data},
         [SS_BDAT] = {"bdat", session_input_bdat},   [SS_CLOSING] = {"closing", input_none},
         [SS_PROXY] = {"proxy", session_input_proxy},
 };
@@ -145,15 +152,56 @@ static void unauth_leg_release(struct session *s)
 	iptable_dec(s->srv->unauth_legs, s->peer);
 }
 
+/* A lent leg can serve another session when this one leaves nothing open on it: no reply
+ * owed, no transaction (RSET would end one, but a session that vanished mid-transaction is
+ * not trusted to have left the relay's side in a state worth keeping), no message content. */
+static bool leg_clean(const struct session *s)
+{
+	return !session_has(s, SF_LEG_FAILED) && !session_has(s, SF_QUIT_SENT) && !session_relay_owed(s) &&
+	       !s->tx.rec && s->state != SS_DATA && s->state != SS_BDAT;
+}
+
+/* The session stops hearing of a lent leg at once: the pool owns it from here. */
+static void return_lease(struct session *s)
+{
+	pool_checkin(s->srv->pool, s->lease, leg_clean(s), s->messages);
+	s->lease = NULL;
+	if (--s->live == 0)
+		abort(); /* broken invariant: the client stream is still counted when a leg goes */
+}
+
 void session_drop_upstream(struct session *s, bool quit)
 {
 	unauth_leg_release(s);
 	if (s->up) {
 		s->relay = *upstream_info(s->up); /* for the records, after the leg is gone */
-		metrics_relay_leg(s->srv->metrics, s->tenant, &s->relay);
-		upstream_close(s->up, quit);
+		if (!s->relay.reused) /* a pooled leg was counted by the session that opened it */
+			metrics_relay_leg(s->srv->metrics, s->tenant, &s->relay);
+		if (s->lease)
+			return_lease(s);
+		else
+			upstream_close(s->up, quit);
 	}
 	s->up = NULL;
+}
+
+void session_authenticated(struct session *s)
+{
+	session_set(s, SF_AUTHED, true);
+	unauth_leg_release(s);
+	snprintf(s->user, sizeof(s->user), "%s", s->auth_user);
+	metrics_auth(s->srv->metrics, s->tenant, true);
+}
+
+bool session_auth_failed(struct session *s)
+{
+	s->auth_failures++;
+	metrics_auth(s->srv->metrics, s->tenant, false);
+	if (s->auth_failures < s->srv->cfg->limits.max_auth_failures)
+		return true;
+	session_reply(s, 421, "4.7.0 %s Too many authentication failures", s->brand);
+	session_close(s, SE_AUTH_FAILED, "too many authentication failures");
+	return false;
 }
 
 static void on_relay_reply_verb(struct session *s, unsigned verb, const struct smtp_reply *r)
@@ -163,17 +211,17 @@ static void on_relay_reply_verb(struct session *s, unsigned verb, const struct s
 	if (verb == SMTP_AUTH && r->code == 334) {
 		session_enter_state(s, SS_SASL);
 	} else if (verb == SMTP_AUTH) {
-		session_set(s, SF_AUTHED, ok);
 		if (ok) {
-			unauth_leg_release(s);
-			snprintf(s->user, sizeof(s->user), "%s", s->auth_user);
+			session_authenticated(s);
 		} else if (unauth_legs_over(s)) {
 			/* Not held idle past a failed AUTH while the bounds are full: the next
 			 * AUTH opens a new one. AUTH ends its group, so nothing else is owed. */
 			session_drop_upstream(s, true);
 		}
-		s->auth_failures += !ok;
-		metrics_auth(s->srv->metrics, s->tenant, ok);
+		if (!ok) { /* counted here, the 421 comes after the relay's reply is forwarded */
+			s->auth_failures++;
+			metrics_auth(s->srv->metrics, s->tenant, false);
+		}
 		log_info("%s: AUTH %s by the relay (%d)", s->id, ok ? "accepted" : "refused", r->code);
 		session_enter_state(s, SS_COMMAND);
 	} else if (verb == SMTP_DATA && r->code == 354) {
@@ -239,10 +287,28 @@ static void up_on_ready(void *owner)
 	session_pump(owner); /* a command waiting for the leg resumes */
 }
 
+/* A pooled leg that fails before the session relayed anything on it (the relay closed it
+ * while idle, and we had not read that yet) is replaced once, unseen by the client. */
+static bool replace_borrowed_leg(struct session *s)
+{
+	if (!s->lease || !upstream_info(s->up)->reused || upstream_used(s->up) || session_has(s, SF_LEG_REPLACED))
+		return false;
+	session_set(s, SF_LEG_REPLACED, true);
+	session_set(s, SF_LEG_FAILED, true); /* so the pool does not keep it */
+	session_drop_upstream(s, false);
+	session_set(s, SF_LEG_FAILED, false);
+	log_info("%s: borrowed relay connection failed before use; replacing it", s->id);
+	return session_start_upstream(s, true);
+}
+
 static void up_on_failed(void *owner, const char *why)
 {
 	struct session *s = owner;
 
+	if (replace_borrowed_leg(s)) {
+		session_pump(s); /* the new leg may be a ready pooled one: no on_ready will come */
+		return;
+	}
 	log_warn("%s: relay leg for tenant '%s' failed: %s", s->id, s->tenant->name, why);
 	session_set(s, SF_LEG_FAILED, true);
 	session_drop_upstream(s, false); /* closing already: this only forgets it */
@@ -283,6 +349,38 @@ static const struct upstream_ops upstream_ops = {
         .on_closed = up_on_closed,
 };
 
+/* How a relay leg of tenant t is opened (local mode: with the tenant's own credentials). */
+static void relay_params(const struct server *srv, const struct tenant_cfg *t, const char *log_id,
+                         struct upstream_params *p)
+{
+	const struct limits_cfg *lim = &srv->cfg->limits;
+	bool local = t->auth.mode == TENANT_AUTH_LOCAL;
+
+	*p = (struct upstream_params){
+	        .loop = srv->loop,
+	        .tenant = t,
+	        .ctx = certstore_client_ctx(srv->certs, t),
+	        .sessions = t->region->tls_resumption ? srv->relay_sessions : NULL,
+	        .setup_timeout_ms = lim->tls_timeout_ms,
+	        .reply_timeout_ms = lim->relay_timeout_ms,
+	        .log_id = log_id,
+	        .auth_user = local ? t->auth.relay_user : NULL,
+	        .auth_password = local ? t->auth.relay_password : NULL,
+	};
+}
+
+void session_prewarm(struct server *srv)
+{
+	struct upstream_params p;
+
+	for (size_t i = 0; i < srv->cfg->ntenants; i++) {
+		if (srv->cfg->tenants[i].auth.mode != TENANT_AUTH_LOCAL)
+			continue;
+		relay_params(srv, &srv->cfg->tenants[i], "pool", &p);
+		pool_prewarm(srv->pool, &p);
+	}
+}
+
 /* Opens the relay leg: ahead of need (right after the client's TLS handshake) only while the
  * bounds on unauthenticated legs allow, on demand (a command needs it) always. False when
  * none was opened. */
@@ -296,19 +394,15 @@ bool session_start_upstream(struct session *s, bool on_demand)
 		return false;
 	}
 	unauth_leg_take(s);
-	const struct limits_cfg *lim = &s->srv->cfg->limits;
-	struct upstream_params p = {
-	        .loop = s->srv->loop,
-	        .tenant = s->tenant,
-	        .ctx = certstore_client_ctx(s->srv->certs, s->tenant),
-	        .sessions = s->tenant->region->tls_resumption ? s->srv->relay_sessions : NULL,
-	        .setup_timeout_ms = lim->tls_timeout_ms,
-	        .reply_timeout_ms = lim->relay_timeout_ms,
-	        .log_id = s->id,
-	};
-
+	struct upstream_params p;
+	relay_params(s->srv, s->tenant, s->id, &p);
 	s->live++;
 	session_set(s, SF_LEG_FAILED, false);
+	if (p.auth_user) {
+		/* A pooled leg is ready at once; neither kind reports anything before this returns. */
+		s->up = pool_checkout(s->srv->pool, &p, &upstream_ops, s, &s->lease);
+		return true;
+	}
 	s->up = upstream_start(&p, &upstream_ops, s); /* reports nothing before it returns */
 	return true;
 }
@@ -333,7 +427,14 @@ static tls_ctx *cl_select_ctx(void *owner, const char *sni)
 		snprintf(s->brand, sizeof(s->brand), "%s", s->lcfg->hostname);
 	}
 	log_debug("%s: SNI '%s' -> tenant '%s'", s->id, sni, s->tenant->name);
-	return certstore_server_ctx(s->srv->certs, s->tenant);
+	tls_ctx *ctx = certstore_server_ctx(s->srv->certs, s->tenant);
+	if (ctx)
+		return ctx;
+	/* A claimed name still waiting for ACME: the default certificate for now, and the
+	 * master hears of it (acme_ask rate-limits). */
+	if (t && certstore_acme_pending(s->srv->certs, t))
+		acme_ask(s->brand, uv_now(s->srv->loop));
+	return certstore_default_ctx(s->srv->certs, s->lcfg->default_tenant);
 }
 
 static void cl_on_tls(void *owner, int status)
@@ -456,6 +557,7 @@ static void write_session_record(struct session *s, enum session_end end, const 
 	        .tenant = s->tenant->name,
 	        .brand = s->brand,
 	        .user = s->user[0] ? s->user : NULL,
+	        .auth = !s->user[0] ? NULL : session_local(s) ? "local" : "relay",
 	        .tls_version = tls ? stream_tls_version(s->client) : NULL,
 	        .cipher = tls ? stream_tls_cipher(s->client) : NULL,
 	        .tls_resumed = tls && stream_tls_resumed(s->client),
@@ -480,6 +582,8 @@ void session_close(struct session *s, enum session_end end, const char *detail)
 	bool quit = session_has(s, SF_AUTHED) && !session_has(s, SF_QUIT_SENT) && s->state != SS_DATA &&
 	            s->state != SS_BDAT;
 	session_enter_state(s, SS_CLOSING);
+	localauth_cancel(s->verify); /* its answer would find nobody */
+	s->verify = NULL;
 	/* An ended session no longer counts against the connection limits, from the moment the
 	 * log says it ended (its socket may still flush its last replies for a while). */
 	if (session_has(s, SF_IP_COUNTED))
@@ -513,7 +617,7 @@ static void session_free(struct session *s)
 	iobuf_free(&s->fwd);
 	free(s->line);
 	free(s);
-	if (srv->draining && srv->nsessions == 0 && srv->on_drained)
+	if (srv->draining && srv->nsessions == 0 && pool_is_empty(srv->pool) && srv->on_drained)
 		srv->on_drained(srv);
 }
 

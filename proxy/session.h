@@ -12,6 +12,8 @@
 void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_stream_t *listener);
 /* Ends a session at shutdown with a 421 to the client. */
 void session_shutdown(struct session *s);
+/* Opens the pool.min_idle relay connections of each local-mode tenant (worker start). */
+void session_prewarm(struct server *srv);
 struct session *session_next(struct session *s);
 
 #endif

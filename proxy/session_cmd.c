@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "sasl.h"
 #include "session_int.h"
 #include "smtp_info.h"
 #include "stream.h"
@@ -19,8 +20,8 @@ bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool
 	*res = SC_DONE;
 	if (s->up && upstream_is_ready(s->up))
 		return true;
-	if (!s->up && !session_has(s, SF_LEG_FAILED))
-		session_start_upstream(s, true);
+	if (!s->up && !session_has(s, SF_LEG_FAILED) && session_start_upstream(s, true) && upstream_is_ready(s->up))
+		return true; /* a pooled leg, ready at once */
 	if (s->up && !session_has(s, SF_LEG_FAILED)) {
 		session_wait(s, SESSION_WAIT_LEG);
 		*res = SC_WAIT;
@@ -66,7 +67,10 @@ static void reply_ehlo(struct session *s, const struct smtp_cmd *c)
 	/* BDAT chunk sizes are fixed, so bare line endings could not be normalised in them. */
 	if (uc && uc->chunking && s->srv->cfg->bare_line_endings == SMTP_BARE_REJECT)
 		snprintf(l[n++], sizeof(l[0]), "CHUNKING");
-	if (auth_ok)
+	/* Local mode: livery answers AUTH itself, whatever the relay offers. */
+	if (auth_ok && session_local(s))
+		snprintf(l[n++], sizeof(l[0]), "AUTH PLAIN LOGIN");
+	else if (auth_ok)
 		snprintf(l[n++], sizeof(l[0]), "AUTH%s%s", !uc || uc->auth_plain ? " PLAIN" : "",
 		         !uc || uc->auth_login ? " LOGIN" : "");
 	if (s->lcfg->tls == TLS_MODE_STARTTLS && !session_has(s, SF_TLS))
@@ -160,6 +164,20 @@ static void sasl_start(struct session *s, const struct smtp_auth_arg *a)
 		sasl_response(s, a->initial, a->initial_len);
 }
 
+/* auth_domains: a login name outside them is refused before the relay sees a credential. */
+static bool domain_allowed(const struct session *s)
+{
+	const struct tenant_auth_cfg *a = &s->tenant->auth;
+	return sasl_domain_allowed(s->auth_user, a->domains, a->ndomains);
+}
+
+static void refuse_domain(struct session *s)
+{
+	log_info("%s: AUTH refused: login name outside the tenant's auth_domains", s->id);
+	session_reply(s, 535, "5.7.8 Authentication credentials invalid");
+	session_auth_failed(s);
+}
+
 static enum session_cmd_result cmd_auth(struct session *s, const struct smtp_cmd *c)
 {
 	struct smtp_auth_arg a;
@@ -175,13 +193,16 @@ static enum session_cmd_result cmd_auth(struct session *s, const struct smtp_cmd
 		session_reply(s, 501, "5.5.4 Syntax: AUTH mechanism [initial-response]");
 	else if (!smtp_auth_is(&a, "PLAIN") && !smtp_auth_is(&a, "LOGIN"))
 		session_reply(s, 504, "5.5.4 Unrecognized authentication type");
+	else if (session_local(s))
+		session_local_auth_start(s, &a);
 	else if (!session_need_upstream(s, &res, true))
 		return res;
 	else if (!(smtp_auth_is(&a, "PLAIN") ? upstream_caps(s->up)->auth_plain
 	                                     : upstream_caps(s->up)->auth_login))
 		session_reply(s, 504, "5.5.4 Unrecognized authentication type");
+	else if (sasl_start(s, &a), a.initial && !domain_allowed(s))
+		refuse_domain(s);
 	else {
-		sasl_start(s, &a);
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
 		session_enter_state(s, SS_AUTH);
 	}
@@ -273,13 +294,18 @@ static enum session_cmd_result cmd_rset_noop(struct session *s, const struct smt
 	return SC_DONE;
 }
 
+/* Local mode: the relay leg outlives the session (pool), so its QUIT is livery's own. */
 static enum session_cmd_result cmd_quit(struct session *s, const struct smtp_cmd *c)
 {
-	if (s->up && upstream_is_ready(s->up) && session_has(s, SF_AUTHED)) {
+	if (s->up && upstream_is_ready(s->up) && session_has(s, SF_AUTHED) && !session_local(s)) {
 		enum session_cmd_result res = relay_cmd(s, c);
 		session_set(s, SF_QUIT_SENT, true);
 		session_wait(s, SESSION_WAIT_REPLIES); /* the reply to QUIT closes the session */
 		return res;
+	}
+	if (session_relay_owed(s)) { /* local mode: the verdicts pipelined ahead of QUIT first */
+		session_wait(s, SESSION_WAIT_REPLIES);
+		return SC_WAIT;
 	}
 	session_reply(s, 221, "2.0.0 %s Service closing transmission channel", s->brand);
 	session_flush_local(s);
@@ -397,13 +423,22 @@ bool session_input_auth(struct session *s)
 {
 	if (!take_line(s, SMTP_AUTH_LINE_MAX))
 		return false;
+	if (session_local(s))
+		return session_local_auth_input(s);
 	bool too_long = s->line_len + 2 > SMTP_AUTH_LINE_MAX;
-	if (too_long || memchr(s->line, '\0', s->line_len) || memchr(s->line, '\r', s->line_len)) {
+	bool bad = too_long || memchr(s->line, '\0', s->line_len) || memchr(s->line, '\r', s->line_len);
+	if (!bad)
+		sasl_response(s, s->line, s->line_len);
+	if (bad || !domain_allowed(s)) {
+		/* The relay's exchange is cancelled ("*") before it sees a credential, and its
+		 * answer swallowed (and counted as a failure); ours says why. */
 		session_send_line(s, "*", 1, 1);
 		session_expect_relay(s, SMTP_AUTH, SP_SILENT);
-		session_reply(s, 500, too_long ? "5.5.6 Line too long" : "5.5.2 Syntax error");
+		if (!bad)
+			log_info("%s: AUTH refused: login name outside the tenant's auth_domains", s->id);
+		session_reply(s, bad ? 500 : 535,
+		              too_long ? "5.5.6 Line too long" : bad ? "5.5.2 Syntax error" : "5.7.8 Authentication credentials invalid");
 	} else {
-		sasl_response(s, s->line, s->line_len);
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
 	}
 	drop_line(s);

@@ -26,13 +26,17 @@
  * SS_WAIT: a command waits (held in s->line) for what session_wait names, or the group a
  * relayed AUTH, DATA or QUIT ends waits for its reply; it resumes once that condition holds.
  * SS_AUTH: an AUTH line was relayed and its reply is owed; SS_SASL: the relay sent 334 and
- * the client's response line is due. */
-enum session_state { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_DATA, SS_BDAT, SS_CLOSING, SS_PROXY };
+ * the client's response line is due. SS_VERIFY: local mode: a password is being checked
+ * (localauth) and the AUTH's reply is owed. */
+enum session_state { SS_HANDSHAKE, SS_COMMAND, SS_WAIT, SS_AUTH, SS_SASL, SS_VERIFY, SS_DATA, SS_BDAT, SS_CLOSING, SS_PROXY };
 
 /* What SS_WAIT waits for. */
 enum session_wait {
 	SESSION_WAIT_LEG,     /* the relay leg set up (or failed): its capabilities decide */
 	SESSION_WAIT_REPLIES, /* every relay reply owed: the reply to the group's last command */
+	/* local mode: the password was right; the AUTH's 235 waits for the relay leg (454 if
+	 * it fails). Resumes in session_local_auth_leg, not by re-running a command. */
+	SESSION_WAIT_AUTH_LEG,
 	SESSION_WAIT_LIMIT,   /* the sending-limit check of the held MAIL or RCPT answered */
 };
 
@@ -102,6 +106,7 @@ enum session_flag {
 	SF_QUIT_SENT = 1u << 5,      /* the client's QUIT went to the relay */
 	SF_IP_COUNTED = 1u << 6,     /* the peer is counted in srv->per_ip */
 	SF_UNAUTH_LEG = 1u << 7,     /* the relay leg counts in srv->unauth_legs until AUTH succeeds */
+	SF_LEG_REPLACED = 1u << 8,   /* a borrowed pooled leg failed unused and was replaced (once) */
 };
 
 /* The mail transaction under way, from MAIL to the end of its message; reset at MAIL, RSET,
@@ -123,6 +128,8 @@ struct session {
 	const struct tenant_cfg *tenant;
 	struct stream *client;
 	struct upstream *up;
+	struct pool_lease *lease;           /* local mode: up is lent by srv->pool */
+	struct localauth_req *verify;       /* SS_VERIFY: the password check under way */
 	struct session *next, *prev;
 	enum session_state state;
 	struct iobuf in;
@@ -185,6 +192,16 @@ void session_forward_reply(struct session *s, const struct smtp_reply *r, bool s
 bool session_input_command(struct session *s);
 bool session_input_auth(struct session *s);
 bool session_need_upstream(struct session *s, enum session_cmd_result *res, bool is_auth);
+/* session_auth.c: AUTH in local mode. */
+void session_local_auth_start(struct session *s, const struct smtp_auth_arg *a);
+/* SS_SASL in local mode: the client's response in s->line. */
+bool session_local_auth_input(struct session *s);
+/* Local mode: the wait for the relay leg after a good password is over: 235 or 454. */
+void session_local_auth_leg(struct session *s);
+static inline bool session_local(const struct session *s)
+{
+	return s->tenant->auth.mode == TENANT_AUTH_LOCAL;
+}
 
 /* session_limit.c: the sending limits, at MAIL (kind QUOTA_MESSAGES) and RCPT (recipients).
  * True when the held command may go on (within the limits, or none apply); false after
@@ -241,5 +258,9 @@ static inline void session_set(struct session *s, enum session_flag f, bool on)
 	s->flags = on ? s->flags | f : s->flags & ~(unsigned)f;
 }
 void session_update_flow(struct session *s);
+/* The client authenticated (by the relay, or locally with a ready leg). */
+void session_authenticated(struct session *s);
+/* An AUTH failed: counted; false when that was one too many and the session is closing. */
+bool session_auth_failed(struct session *s);
 
 #endif

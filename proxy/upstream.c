@@ -8,11 +8,12 @@
 #include <string.h>
 
 #include "iobuf.h"
+#include "sasl.h"
 #include "log.h"
 #include "stream.h"
 #include "util.h"
 
-enum ustate { U_RESOLVE, U_CONNECT, U_TLS, U_BANNER, U_EHLO, U_STARTTLS, U_READY, U_DEAD };
+enum ustate { U_RESOLVE, U_CONNECT, U_TLS, U_BANNER, U_EHLO, U_STARTTLS, U_AUTH, U_READY, U_DEAD };
 
 struct upstream {
 	struct upstream_params p;
@@ -34,6 +35,8 @@ struct upstream {
 	struct stream *stream;
 	int live; /* owner + kick handle + pending getaddrinfo + streams not yet closed; freed at 0 */
 	bool closing, tls_done;
+	bool used;          /* something was sent since the start or the last rebind */
+	unsigned auth_step; /* U_AUTH with LOGIN: 334s answered so far */
 	unsigned awaiting; /* replies owed by the relay while relaying */
 	unsigned reply_timeout_ms;
 	struct iobuf in;
@@ -166,13 +169,67 @@ static void reply_banner(struct upstream *u, const struct smtp_reply *r)
 	enter_state(u, U_EHLO);
 }
 
+/* Sends an AUTH line or response without ever logging it; the buffer is wiped. */
+static void send_secret(struct upstream *u, const char *prefix, const char *b64)
+{
+	char buf[2 * SASL_FIELD_MAX + 64];
+	int n = snprintf(buf, sizeof(buf), "%s%s\r\n", prefix, b64);
+
+	stream_write(u->stream, buf, (size_t)n);
+	explicit_bzero(buf, sizeof(buf));
+}
+
+static void enter_auth(struct upstream *u)
+{
+	char b64[2 * SASL_FIELD_MAX + 8];
+
+	u->auth_step = 0;
+	stream_set_timer(u->stream, u->p.setup_timeout_ms);
+	if (u->caps.auth_plain && sasl_plain_encode(u->p.auth_user, u->p.auth_password, b64, sizeof(b64)))
+		send_secret(u, "AUTH PLAIN ", b64);
+	else if (u->caps.auth_login)
+		send_line(u, "AUTH LOGIN");
+	else
+		fail(u, UPSTREAM_AUTH, "relay %s offers neither AUTH PLAIN nor AUTH LOGIN for tenant '%s'", u->addr_text,
+		     u->p.tenant->name);
+	explicit_bzero(b64, sizeof(b64));
+}
+
+/* LOGIN: the first 334 asks for the user name, the second for the password. */
+static void answer_login(struct upstream *u)
+{
+	char b64[2 * SASL_FIELD_MAX + 8];
+
+	if (!sasl_b64_encode(u->auth_step++ == 0 ? u->p.auth_user : u->p.auth_password, b64, sizeof(b64)))
+		return fail(u, UPSTREAM_AUTH, "relay_user or its password is too long for AUTH LOGIN");
+	send_secret(u, "", b64);
+	explicit_bzero(b64, sizeof(b64));
+	stream_set_timer(u->stream, u->p.setup_timeout_ms);
+}
+
+/* A refusal of livery's own credentials is the operator's to fix, and loud: the client only
+ * hears of a temporary failure. A 4xx may be a busy host: the next one is tried. */
+static void reply_auth(struct upstream *u, const struct smtp_reply *r)
+{
+	if (r->code == 334 && !u->caps.auth_plain && u->auth_step < 2)
+		return answer_login(u);
+	if (r->code == 235)
+		return enter_state(u, U_READY);
+	if (r->code / 100 == 4)
+		return attempt_failed(u, UPSTREAM_REFUSED, "relay %s refused AUTH for now (%d)", u->addr_text, r->code);
+	log_error("%s: relay %s REFUSED livery's AUTH as '%s' for tenant '%s' (%d): check the tenant's relay_user and "
+	          "relay_password_file; clients get 454 4.7.0 meanwhile",
+	          u->log_id, u->addr_text, u->p.auth_user, u->p.tenant->name, r->code);
+	fail(u, UPSTREAM_AUTH, "relay %s refused livery's AUTH (%d)", u->addr_text, r->code);
+}
+
 static void reply_ehlo(struct upstream *u, const struct smtp_reply *r)
 {
 	if (r->code != 250)
 		return attempt_failed(u, UPSTREAM_REFUSED, "relay %s rejected EHLO with %d", u->addr_text, r->code);
 	smtp_caps_parse(r, &u->caps);
 	if (u->tls_done)
-		return enter_state(u, U_READY);
+		return enter_state(u, u->p.auth_user ? U_AUTH : U_READY);
 	if (u->caps.starttls)
 		return enter_state(u, U_STARTTLS);
 	if (u->p.tenant->require_tls)
@@ -180,7 +237,7 @@ static void reply_ehlo(struct upstream *u, const struct smtp_reply *r)
 		                      u->addr_text, u->p.tenant->name);
 	log_warn("%s: relay %s does not offer STARTTLS: relaying in plaintext (require_tls = false)",
 	         u->log_id, u->addr_text);
-	enter_state(u, U_READY);
+	enter_state(u, u->p.auth_user ? U_AUTH : U_READY);
 }
 
 /* CVE-2011-0411: anything the relay sent after its 220 arrived in plaintext and would be
@@ -213,6 +270,7 @@ static const struct state_entry states[] = {
         [U_BANNER] = {"banner", enter_banner, reply_banner},
         [U_EHLO] = {"ehlo", enter_ehlo, reply_ehlo},
         [U_STARTTLS] = {"starttls", enter_starttls, reply_starttls},
+        [U_AUTH] = {"auth", enter_auth, reply_auth},
         [U_READY] = {"ready", enter_ready, reply_ready},
         [U_DEAD] = {"dead", NULL, NULL},
 };
@@ -557,6 +615,7 @@ const char *upstream_failure_name(enum upstream_failure f)
 	        [UPSTREAM_CERT_EXPIRED] = "certificate-expired",
 	        [UPSTREAM_CERT_NOT_TRUSTED] = "certificate-not-trusted",
 	        [UPSTREAM_VALIDATION_FAILURE] = "validation-failure",
+	        [UPSTREAM_AUTH] = "relay_auth_failed",
 	};
 	return names[f];
 }
@@ -582,6 +641,7 @@ void upstream_send(struct upstream *u, const char *buf, size_t len, unsigned nre
 {
 	if (u->state != U_READY)
 		return;
+	u->used = true;
 	stream_write(u->stream, buf, len);
 	if (nreplies > 0) {
 		if (u->awaiting == 0)
@@ -627,4 +687,33 @@ void upstream_close(struct upstream *u, bool quit)
 		u->stream = NULL;
 	}
 	release(u); /* the owner's reference */
+}
+
+void upstream_rebind(struct upstream *u, const struct upstream_ops *ops, void *owner, const char *log_id)
+{
+	u->ops = ops;
+	u->owner = owner;
+	free(u->log_id);
+	u->log_id = xstrdup(log_id);
+	u->used = false;
+}
+
+bool upstream_used(const struct upstream *u)
+{
+	return u->used;
+}
+
+unsigned upstream_awaiting(const struct upstream *u)
+{
+	return u->awaiting;
+}
+
+void upstream_set_reused(struct upstream *u)
+{
+	u->info.reused = true;
+}
+
+bool upstream_is_dead(const struct upstream *u)
+{
+	return u->state == U_DEAD || u->closing;
 }

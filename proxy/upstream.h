@@ -26,10 +26,11 @@ enum upstream_failure {
 	UPSTREAM_CERT_EXPIRED,       /* certificate-expired */
 	UPSTREAM_CERT_NOT_TRUSTED,   /* certificate-not-trusted */
 	UPSTREAM_VALIDATION_FAILURE, /* validation-failure: any other TLS failure */
+	UPSTREAM_AUTH,               /* the relay refused livery's own AUTH (local mode): an operator error */
 };
 
 /* The name records and metrics use: relay_unreachable, relay_timeout, relay_lost,
- * relay_refused, relay_protocol_error, or the RFC 8460 result type. */
+ * relay_refused, relay_protocol_error, relay_auth_failed, or the RFC 8460 result type. */
 const char *upstream_failure_name(enum upstream_failure f);
 
 /* What operators' records say about a relay leg: kept up to date by the upstream. */
@@ -38,6 +39,7 @@ struct upstream_info {
 	const char *host;   /* the relay host tried last, as configured */
 	char addr[64];      /* the address connected to last ("" before any connect) */
 	bool tls, verified, resumed;
+	bool reused; /* a pooled connection, set up before this session (the timings are its setup's) */
 	char tls_version[16];
 	char cipher[64];
 	double connect_ms, handshake_ms; /* of the last attempt; 0 where it did not get that far */
@@ -64,12 +66,17 @@ struct upstream_params {
 	unsigned setup_timeout_ms;          /* TLS handshake and each setup reply */
 	unsigned reply_timeout_ms;          /* each reply while relaying */
 	const char *log_id;                 /* the session's id, for log lines */
+	/* Local mode: livery authenticates at the relay with these after the post-TLS EHLO
+	 * (AUTH PLAIN, or LOGIN when only that is offered). NULL: no AUTH step. */
+	const char *auth_user, *auth_password;
 };
 
 /* Starts resolving the region's first host on the next loop turn; failures are reported
  * through ops, never before this returns. */
 struct upstream *upstream_start(const struct upstream_params *p, const struct upstream_ops *ops, void *owner);
 bool upstream_is_ready(const struct upstream *u);
+/* It failed or is closing: it will never be ready again. */
+bool upstream_is_dead(const struct upstream *u);
 /* The leg's record so far (byte counts refreshed). Valid until the upstream is closed. */
 const struct upstream_info *upstream_info(struct upstream *u);
 const struct smtp_caps *upstream_caps(const struct upstream *u);
@@ -83,5 +90,14 @@ void upstream_resume(struct upstream *u);
 /* Closes (sending QUIT first when ready and quit is set); on_closed follows. Only
  * on_closed is called after this. */
 void upstream_close(struct upstream *u, bool quit);
+
+/* For the pool: hands a ready upstream to a new owner. Every later callback goes to ops and
+ * owner (none is queued for the old owner: callbacks are looked up when they happen). */
+void upstream_rebind(struct upstream *u, const struct upstream_ops *ops, void *owner, const char *log_id);
+/* Whether anything was sent since upstream_start or the last upstream_rebind. */
+bool upstream_used(const struct upstream *u);
+/* Replies still owed by the relay. */
+unsigned upstream_awaiting(const struct upstream *u);
+void upstream_set_reused(struct upstream *u);
 
 #endif

@@ -13,9 +13,12 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "acme_ask.h"
 #include "admin.h"
 #include "listener.h"
+#include "localauth.h"
 #include "log.h"
+#include "pool.h"
 #include "quota.h"
 #include "records.h"
 #include "server.h"
@@ -42,7 +45,7 @@ static struct worker worker;
 
 static bool is_kept(int fd, const struct worker_args *a)
 {
-	if (fd <= STDERR_FILENO || fd == a->ready_fd || fd == a->admin_fd)
+	if (fd <= STDERR_FILENO || fd == a->ready_fd || fd == a->admin_fd || fd == a->acme_fd)
 		return true;
 	for (size_t i = 0; i < a->cfg->nlisteners; i++) {
 		if (fd == a->fds[i])
@@ -130,6 +133,34 @@ static void on_drained(struct server *srv)
 	close_all(container_of(srv, struct worker, srv));
 }
 
+/* The pool closed its last connection (it only says so while draining). */
+static void on_pool_empty(void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->srv.draining && w->srv.nsessions == 0)
+		on_drained(&w->srv);
+}
+
+/* What the relay pool and the local password checks did, for operators and benchmarks. */
+static void log_auth_pool_stats(const struct worker *w)
+{
+	struct pool_stats ps;
+	struct localauth_stats ls;
+
+	pool_stats(w->srv.pool, &ps);
+	localauth_stats(w->srv.localauth, &ls);
+	if (ps.hits + ps.misses + ps.prewarmed == 0 && ls.ok + ls.failed == 0)
+		return;
+	log_info("worker: relay pool: %llu hits, %llu misses, %llu opened (%llu pre-warmed), retired: %llu dirty, %llu "
+	         "error, %llu idle_timeout, %llu max_age, %llu max_messages, %llu full, %llu rset_refused; local auth: "
+	         "%llu ok, %llu failed, %llu hashed, %llu cache hits",
+	         ps.hits, ps.misses, ps.opened, ps.prewarmed, ps.retired[POOL_RETIRE_DIRTY], ps.retired[POOL_RETIRE_ERROR],
+	         ps.retired[POOL_RETIRE_IDLE_TIMEOUT], ps.retired[POOL_RETIRE_MAX_AGE],
+	         ps.retired[POOL_RETIRE_MAX_MESSAGES], ps.retired[POOL_RETIRE_FULL], ps.retired[POOL_RETIRE_RSET], ls.ok,
+	         ls.failed, ls.hashed, ls.cache_hits);
+}
+
 static void end_all_sessions(struct worker *w)
 {
 	struct session *s = w->srv.sessions;
@@ -162,7 +193,9 @@ static void start_drain(struct worker *w)
 		admin_set_draining(w->admin);
 	else
 		admin_quiesce(w->admin);
-	if (w->srv.nsessions == 0)
+	log_auth_pool_stats(w);
+	pool_close(w->srv.pool); /* idle relay connections go now, lent ones when their session ends */
+	if (w->srv.nsessions == 0 && pool_is_empty(w->srv.pool))
 		on_drained(&w->srv);
 	else
 		uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv.cfg->limits.shutdown_timeout_ms, 0);
@@ -216,6 +249,9 @@ static bool watch_signals(struct worker *w)
 	w->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w->signal_fd < 0 || uv_poll_init(&w->loop, &w->signals, w->signal_fd) != 0)
 		return false;
+	/* The master's uv_spawn (lego) installed libuv's SIGCHLD handler, which writes into the
+	 * master's loop: not ours. */
+	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_UNBLOCK, &set, NULL);
@@ -256,6 +292,9 @@ static bool start(struct worker *w, const struct worker_args *a)
 	                         .metrics = metrics_new(a->metrics, a->region, a->cfg, a->labels),
 	                         .quota = quota_new(&w->loop, &a->cfg->sending, a->quota_mem)};
 	w->metrics_shm = a->metrics;
+	w->srv.localauth = localauth_new(&w->loop);
+	w->srv.pool = pool_new(&w->loop, &a->cfg->pool, w->srv.metrics, on_pool_empty, w);
+	acme_ask_init(a->acme_fd);
 	uv_timer_init(&w->loop, &w->drain_timer);
 	uv_prepare_init(&w->loop, &w->records);
 	uv_prepare_start(&w->records, flush_records);
@@ -273,6 +312,7 @@ static bool start(struct worker *w, const struct worker_args *a)
 		log_error("worker: %s", err);
 		return false;
 	}
+	session_prewarm(&w->srv);
 	return true;
 }
 
@@ -289,6 +329,8 @@ static void finish(struct worker *w)
 	metrics_free(w->srv.metrics);
 	records_close();
 	tls_session_cache_free(w->srv.relay_sessions);
+	pool_free(w->srv.pool);
+	localauth_free(w->srv.localauth);
 	tls_thread_cleanup();
 }
 

@@ -27,6 +27,7 @@ struct worker_args {
 	int admin_fd;    /* the admin listener to serve, or -1 */
 	unsigned region; /* the worker's region in shm (and its slot in metrics) */
 	int ready_fd;    /* the worker writes its pid here once it accepts connections */
+	int acme_fd;     /* the master's ACME request pipe (acme_ask), or -1 */
 	pid_t master;    /* the master's pid: a worker whose master died drains and exits */
 	bool drop_privileges;
 };

@@ -46,6 +46,15 @@ static size_t conn_recv(struct conn *c, char *p, size_t cap)
     }
 }
 
+/* --idle-close: nothing arrived for that long (and nothing decrypted is waiting). */
+static bool idle_too_long(struct conn *c)
+{
+    if (opts.idle_close <= 0 || (c->ssl && wolfSSL_pending(c->ssl) > 0))
+        return false;
+    struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+    return poll(&pfd, 1, opts.idle_close * 1000) == 0;
+}
+
 size_t conn_fill(struct conn *c)
 {
     if (c->dead)
@@ -56,6 +65,11 @@ size_t conn_fill(struct conn *c)
     }
     if (c->len == sizeof c->in)
         return 0;
+    if (idle_too_long(c)) {
+        record_event("conn %u idle-close", c->n);
+        c->dead = true;
+        return 0;
+    }
     size_t r = conn_recv(c, c->in + c->len, sizeof c->in - c->len);
     if (r == 0) {
         c->dead = true;

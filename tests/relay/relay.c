@@ -37,6 +37,7 @@ static void usage(FILE *out)
           "         [--implicit] [--no-starttls] [--reject-auth] [--no-ext KEYWORD]...\n"
           "         [--plaintext-auth] [--user NAME:PASSWORD]... [--reply VERB=CODE TEXT]...\n"
           "         [--fault NAME]... [--cut AT[:N][/reset]] [--cut-file F] [--ready-file F]\n"
+          "         [--idle-close SECONDS]   (close a connection silent that long: a relay's idle timeout)\n"
           "replies: VERB is a command, DOT (end of data), AUTH (final auth reply) or BANNER\n"
           "faults: starttls-inject starttls-error stall-banner stall-data reset-data "
           "reset-banner\n"
@@ -100,7 +101,7 @@ static void add_fault(const char *name)
 static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 256, O_LISTEN, O_CERT, O_KEY, O_RECORD, O_IMPLICIT, O_NO_STARTTLS,
-           O_REJECT_AUTH, O_NO_EXT, O_PLAINTEXT_AUTH, O_USER, O_REPLY, O_FAULT, O_READY, O_SINK, O_HELP,
+           O_REJECT_AUTH, O_NO_EXT, O_PLAINTEXT_AUTH, O_USER, O_REPLY, O_FAULT, O_READY, O_SINK, O_HELP, O_IDLE_CLOSE,
            O_CUT, O_CUT_FILE };
     static const struct option longopts[] = {
         { "port", required_argument, NULL, O_PORT },
@@ -117,6 +118,7 @@ static void parse_args(int argc, char **argv)
         { "reply", required_argument, NULL, O_REPLY },
         { "fault", required_argument, NULL, O_FAULT },
         { "ready-file", required_argument, NULL, O_READY },
+        { "idle-close", required_argument, NULL, O_IDLE_CLOSE },
         { "cut", required_argument, NULL, O_CUT },
         { "cut-file", required_argument, NULL, O_CUT_FILE },
         { "sink", no_argument, NULL, O_SINK },
@@ -144,6 +146,7 @@ static void parse_args(int argc, char **argv)
         case O_REPLY: add_reply(optarg); break;
         case O_FAULT: add_fault(optarg); break;
         case O_READY: opts.ready_file = optarg; break;
+        case O_IDLE_CLOSE: opts.idle_close = atoi(optarg); break;
         case O_CUT:
             if (!cut_parse(optarg, &opts.cut))
                 bad_usage("bad --cut \"%s\"", optarg);

@@ -68,6 +68,7 @@ struct relay_opts {
     unsigned faults;
     struct cut cut;       /* --cut: for every connection */
     const char *cut_file; /* --cut-file: re-read at each accept, overrides --cut */
+    int idle_close;       /* --idle-close: seconds without input before the relay closes (0: never) */
 };
 
 extern struct relay_opts opts;

@@ -1238,6 +1238,66 @@ static void test_err_process(void **state)
 	expect_err(c, LISTENER_LINE TENANT_LINE "workers = 0;\n", 3, "'workers' must be between 1 and 64");
 }
 
+/* ---- acme ---- */
+
+static void test_acme(void **state)
+{
+	struct ctx *c = *state;
+	char want[256];
+
+	struct config *cfg = load_ok(c, "cert_dir = \"certs\";\n" LISTENER_LINE TENANT_LINE
+	                                "acme = { directory = \"https://acme.test/dir\"; };\n");
+	assert_true(cfg->acme.enabled);
+	assert_string_equal(cfg->acme.directory, "https://acme.test/dir");
+	assert_null(cfg->acme.email);
+	assert_null(cfg->acme.ca_file);
+	assert_string_equal(cfg->acme.http_listen, ":80");
+	assert_string_equal(cfg->acme.client, "lego");
+	assert_int_equal(cfg->acme.renew_days, 30);
+	assert_int_equal(cfg->acme.backoff_s, 60);
+	assert_int_equal(cfg->acme.key_type, CONFIG_ACME_ECDSA);
+	snprintf(want, sizeof(want), "%s/certs/.acme", c->dir);
+	assert_string_equal(cfg->acme.state_dir, want);
+	config_free(cfg);
+	cfg = load_ok(c, LISTENER_LINE TENANT_LINE
+	              "acme = { directory = \"https://acme.test/dir\"; email = \"ops@livery.test\";"
+	              " ca_file = \"ca.pem\"; challenge = \"http-01\"; http_listen = \"[::1]:8080\";"
+	              " renew_days = 20; key_type = \"both\";"
+	              " state_dir = \"st\"; backoff = 5; client = \"/usr/local/bin/lego\"; };\n");
+	assert_string_equal(cfg->acme.email, "ops@livery.test");
+	assert_path(c, cfg->acme.ca_file, "ca.pem");
+	assert_path(c, cfg->acme.state_dir, "st");
+	assert_string_equal(cfg->acme.http_listen, "[::1]:8080");
+	assert_int_equal(cfg->acme.renew_days, 20);
+	assert_int_equal(cfg->acme.backoff_s, 5);
+	assert_int_equal(cfg->acme.key_type, CONFIG_ACME_BOTH);
+	config_free(cfg);
+	cfg = load_ok(c, LISTENER_LINE TENANT_LINE);
+	assert_false(cfg->acme.enabled);
+	config_free(cfg);
+}
+
+#define ACME_LINE(rest) LISTENER_LINE TENANT_LINE "acme = { directory = \"https://a.test/dir\";" rest " };\n"
+
+static void test_err_acme(void **state)
+{
+	struct ctx *c = *state;
+
+	expect_err(c, LISTENER_LINE TENANT_LINE "acme = { email = \"a@b.test\"; };\n", 3,
+	           "missing required key 'directory'");
+	expect_err(c, LISTENER_LINE TENANT_LINE "acme = { directory = \"http://a.test/dir\"; };\n", 3,
+	           "'directory' must be an https:// URL");
+	expect_err(c, ACME_LINE(" email = \"nobody\";"), 3, "'email' is not an e-mail address");
+	expect_err(c, ACME_LINE(" challenge = \"dns-01\";"), 3, "'challenge' must be \"http-01\"");
+	expect_err(c, ACME_LINE(" http_listen = \"example.test:80\";"), 3, "'http_listen' must be");
+	expect_err(c, ACME_LINE(" http_listen = \":0\";"), 3, "'http_listen' must be");
+	expect_err(c, ACME_LINE(" renew_days = 0;"), 3, "'renew_days' must be between 1 and 3650");
+	expect_err(c, ACME_LINE(" key_type = \"dsa\";"), 3,
+	           "'key_type' must be \"ecdsa\", \"rsa\" or \"both\"");
+	expect_err(c, ACME_LINE(" dns = 1;"), 3, "unknown key 'dns' in acme");
+	expect_err(c, LISTENER_LINE TENANT_LINE "acme = 5;\n", 3, "acme must be a group");
+}
+
 /* ---- sending limits ---------------------------------------------------------------------- */
 
 #define LIMITED_TENANT_LINE                                                                                  \
@@ -1344,6 +1404,8 @@ int main(void)
 	    T(test_err_process),
 	    T(test_cert_dir),
 	    T(test_err_cert_dir),
+	    T(test_acme),
+	    T(test_err_acme),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
