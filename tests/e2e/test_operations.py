@@ -557,6 +557,9 @@ class MasterDeathTest(OperationsCase):
 class BlueGreenTest(OperationsCase):
     """A second livery binds the same ports (SO_REUSEPORT) and takes over while the first
     drains: the first's open session completes, new connections reach the second."""
+    # A generous shutdown_timeout: the open session must outlive the takeover however slow
+    # the machine (blue exits as soon as it is done, not at the timeout).
+    livery_config = {"top_extra": ("workers = 2;", "limits = { shutdown_timeout = 120; };")}
 
     def test_second_instance_takes_over(self):
         before = self.relay.messages()
