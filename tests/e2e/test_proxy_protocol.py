@@ -17,9 +17,7 @@ sees through the PROXY header can be told from HAProxy's own (127.0.0.1, the onl
   none in time closes the connection, and bytes that come with the header in one segment (a
   pipelined EHLO, a ClientHello) are not lost;
 - configuration errors name file:line.
-
-The place for the shared-ticket test (a TLS 1.3 client resuming on the other instance with one
-ticket_key_file) is marked INTEGRATOR below; it skips while livery has no such option.
+- a TLS 1.3 client's ticket from one instance resumes on the other (one ticket_key_file).
 """
 
 import base64
@@ -183,15 +181,13 @@ class ProxyProtocolTest(unittest.TestCase):
             while port in cls.ports.values():
                 port = port_free_on_all((LB, LB_V1) + INSTANCES)
             cls.ports[var] = port
-        cls.ticket_extra = []
-        if ticket_key_file_known():  # INTEGRATOR: see test_tls13_resumes_on_the_other_instance
-            # The key file's form (README, "Session-ticket keys"): one base64 key per line, as
-            # `openssl rand -base64 48` prints it.
-            key = os.path.join(h.scratch("tickets"), "ticket.key")
-            with open(key, "w") as f:
-                f.write(base64.b64encode(os.urandom(48)).decode() + "\n")
-            os.chmod(key, 0o600)
-            cls.ticket_extra = ['ticket_key_file = "%s";' % key]
+        # Both instances share one ticket_key_file (README, "Session-ticket keys"): one base64
+        # key per line, as `openssl rand -base64 48` prints it.
+        key = os.path.join(h.scratch("tickets"), "ticket.key")
+        with open(key, "w") as f:
+            f.write(base64.b64encode(os.urandom(48)).decode() + "\n")
+        os.chmod(key, 0o600)
+        cls.ticket_extra = ['ticket_key_file = "%s";' % key]
         cls.instances = []
         for address in INSTANCES:
             lv = LbLivery(cls.relay, address, cls.ports, top_extra=cls.ticket_extra)
@@ -492,17 +488,11 @@ class ProxyProtocolTest(unittest.TestCase):
         self.assertReply(c.cmd("QUIT"), 221)
         self.assertEqual(self.session_record(lv, c)["end"], "quit")  # as from the balancer itself
 
-    # -- INTEGRATOR: shared session tickets across instances --
-    #
-    # When livery knows ticket_key_file (issue 13's shared tickets), both instances are
-    # started with one key file (setUpClass, ticket_extra) and this test runs: a TLS 1.3
-    # client's ticket from one instance resumes on the other, through HAProxy (the client's
-    # source address picks the instance). Adjust ticket_extra (the option's place, the key
-    # file's form) to what that work settled on; until then it skips.
+    # -- shared session tickets across instances --
+    # A TLS 1.3 client's ticket from one instance resumes on the other, through HAProxy (the
+    # client's source address picks the instance).
 
     def test_tls13_resumes_on_the_other_instance(self):
-        if not self.ticket_extra:
-            self.skipTest("livery has no ticket_key_file option yet")
         ctx = h.ssl_context()
         ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
         first_source, second_source = self.sources[INSTANCES[0]][0], self.sources[INSTANCES[1]][0]
@@ -522,17 +512,6 @@ class ProxyProtocolTest(unittest.TestCase):
         lv = self.instance(INSTANCES[1])
         self.assertIs(self.served_by(second_source, second.port), lv)
         self.assertTrue(self.session_record(lv, second)["resumed"])
-
-
-def ticket_key_file_known():
-    """Whether this livery knows a top-level ticket_key_file option (asked through --check)."""
-    d = h.scratch("ticket-probe")
-    path = os.path.join(d, "livery.conf")
-    with open(path, "w") as f:
-        f.write(h.config_text(h.certs(), 1, 2, 3, top_extra=['ticket_key_file = "%s";' % os.path.join(d, "k")]))
-    r = subprocess.run([h.LIVERY_BIN, "--check", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=60)
-    return "unknown key 'ticket_key_file'" not in r.stdout.decode(errors="replace")
 
 
 class ProxyConfigTest(unittest.TestCase):
