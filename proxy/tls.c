@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +63,8 @@ struct tls_conn {
 
 static bool resumption_bind(WOLFSSL_CTX *ctx);
 static void auto_keys_map(void);
+static void sessions_map(void);
+static void sessions_unmap(void);
 static void auto_keys_unmap(void);
 static void resumption_unbind(WOLFSSL_CTX *ctx);
 static void resumption_cleanup(void);
@@ -70,6 +74,7 @@ void tls_global_init(void)
 {
 	wolfSSL_Init();
 	auto_keys_map();
+	sessions_map();
 	tls_tickets_rotate((long long)time(NULL));
 	rsa_fallback_index = wolfSSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
@@ -78,6 +83,7 @@ void tls_global_cleanup(void)
 {
 	resumption_cleanup();
 	auto_keys_unmap();
+	sessions_unmap();
 	wolfSSL_Cleanup();
 }
 
@@ -802,20 +808,32 @@ void tls_session_cache_put(struct tls_session_cache *cache, const char *key, tls
  * below), with the server name in the ticket's authenticated data (TLS 1.2 tickets and TLS
  * 1.3 alike), and the
  * session IDs go to a cache of ours that is keyed by ID and answers only for the same
- * context and name. Any mismatch means a full handshake, never a failed one. */
+ * certificate (the context's identity, as for tickets) and name. Any mismatch means a full
+ * handshake, never a failed one.
+ *
+ * The cache is shared memory, mapped by tls_global_init in the master before it forks, so a
+ * TLS 1.2 client resumes on whichever worker of the instance accepts it (SO_REUSEPORT spreads
+ * connections by address and port, not by client). Each slot is a sequence lock: a writer
+ * claims it by moving its counter from even to odd (skipping the slot if another writer holds
+ * it: this is a cache), a reader copies it and keeps the copy only if the counter was even and
+ * unchanged around the copy. No process ever waits for another, so a worker killed while
+ * writing costs that one slot (left odd), never a stuck lock. */
 
 /* Direct-mapped by session ID (random, so any four bytes spread well). A stored session is
- * its serialised form, a few hundred bytes; a WOLFSSL_SESSION is far larger. */
+ * its serialised form (about 100 to 200 octets here, no client certificates); larger ones are
+ * not cached. */
 #define SERVER_SESSIONS 8192
+#define SESSION_DER_MAX 768
 /* wolfSSL's server always makes 32-octet session IDs, the most TLS 1.2 allows. */
 #define SESSION_ID_LEN 32
 
 struct server_session {
-	const struct ticket_key *owner; /* the context's key, its identity; NULL: a free slot */
+	_Atomic uint32_t seq; /* odd while a writer fills the slot */
+	uint16_t der_len;     /* 0: a free slot */
+	unsigned char ident[WC_SHA256_DIGEST_SIZE]; /* the context's certificate (ticket_key.ident) */
 	unsigned char id[SESSION_ID_LEN];
-	char *name;
-	unsigned char *der;
-	int der_len;
+	char name[NAME_MAX_LEN + 1];
+	unsigned char der[SESSION_DER_MAX];
 };
 
 /* Each server context's ticket state, found again by the registry at tls_ctx_free. It is
@@ -834,7 +852,8 @@ struct ticket_key {
 
 /* Worker threads share the contexts, and so these. */
 static pthread_mutex_t resume_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct server_session *server_sessions; /* SERVER_SESSIONS slots, made on first use */
+static struct server_session *server_sessions; /* SERVER_SESSIONS slots, shared (see above) */
+static pid_t server_sessions_owner;            /* the process that mapped them (the master) */
 static struct ticket_key *ticket_keys;
 
 static struct ticket_key *key_of(WOLFSSL *ssl)
@@ -856,13 +875,66 @@ static struct server_session *session_slot(const unsigned char *id)
 	return &server_sessions[h % SERVER_SESSIONS];
 }
 
-static void session_clear(struct server_session *e)
+static void sessions_map(void)
 {
-	if (e->der)
-		explicit_bzero(e->der, (size_t)e->der_len); /* it holds the master secret */
-	free(e->der);
-	free(e->name);
-	memset(e, 0, sizeof(*e));
+	void *p = mmap(NULL, SERVER_SESSIONS * sizeof(struct server_session), PROT_READ | PROT_WRITE,
+	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	server_sessions = p == MAP_FAILED ? NULL : p; /* without it: no session-ID resumption */
+	server_sessions_owner = getpid();
+}
+
+static void sessions_unmap(void)
+{
+	if (!server_sessions)
+		return;
+	/* Only their maker erases them (they hold master secrets): a worker that exits must
+	 * not take the sessions from the workers still serving. */
+	if (getpid() == server_sessions_owner)
+		explicit_bzero(server_sessions, SERVER_SESSIONS * sizeof(struct server_session));
+	munmap(server_sessions, SERVER_SESSIONS * sizeof(struct server_session));
+	server_sessions = NULL;
+}
+
+/* Stores a session in its slot unless a writer holds it. */
+static void session_store(const unsigned char *ident, const unsigned char *id, const char *name,
+                          const unsigned char *der, size_t der_len)
+{
+	struct server_session *e = session_slot(id);
+	uint32_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
+
+	if ((seq & 1) || !atomic_compare_exchange_strong_explicit(&e->seq, &seq, seq + 1, memory_order_acquire,
+	                                                          memory_order_relaxed))
+		return;
+	atomic_thread_fence(memory_order_release); /* the odd count is seen before the new bytes */
+	memcpy(e->ident, ident, sizeof(e->ident));
+	memcpy(e->id, id, SESSION_ID_LEN);
+	size_t name_len = strnlen(name, sizeof(e->name) - 1);
+	memcpy(e->name, name, name_len);
+	e->name[name_len] = '\0';
+	memcpy(e->der, der, der_len);
+	e->der_len = (uint16_t)der_len;
+	atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
+}
+
+/* Copies the session stored for (ident, id, name) into der; its length, or 0 for none. */
+static size_t session_load(const unsigned char *ident, const unsigned char *id, const char *name,
+                           unsigned char der[SESSION_DER_MAX])
+{
+	struct server_session *e = session_slot(id);
+	uint32_t seq = atomic_load_explicit(&e->seq, memory_order_acquire);
+	size_t n = e->der_len;
+	bool match = !(seq & 1) && n > 0 && n <= SESSION_DER_MAX &&
+	             memcmp(e->ident, ident, sizeof(e->ident)) == 0 && memcmp(e->id, id, SESSION_ID_LEN) == 0 &&
+	             strncmp(e->name, name, sizeof(e->name)) == 0;
+
+	if (match)
+		memcpy(der, e->der, n);
+	atomic_thread_fence(memory_order_acquire); /* the copy is done before the count is read again */
+	if (match && atomic_load_explicit(&e->seq, memory_order_relaxed) == seq)
+		return n;
+	explicit_bzero(der, SESSION_DER_MAX);
+	return 0;
 }
 
 /* wolfSSL hands over each new server session (with a reference it frees if we return 0). */
@@ -871,56 +943,41 @@ static int session_new_cb(WOLFSSL *ssl, WOLFSSL_SESSION *sess)
 	unsigned int id_len = 0;
 	const unsigned char *id = wolfSSL_SESSION_get_id(sess, &id_len);
 	int n = wolfSSL_i2d_SSL_SESSION(sess, NULL);
+	const struct ticket_key *owner = key_of(ssl);
 
 	/* TLS 1.3 resumes by ticket only; its session ID is the client's to echo. */
-	if (id_len != SESSION_ID_LEN || n <= 0 || wolfSSL_version(ssl) == TLS1_3_VERSION)
+	if (!server_sessions || id_len != SESSION_ID_LEN || n <= 0 || n > SESSION_DER_MAX ||
+	    wolfSSL_version(ssl) == TLS1_3_VERSION || !owner)
 		return 0;
-	unsigned char *der = xmalloc((size_t)n), *p = der;
-	if (wolfSSL_i2d_SSL_SESSION(sess, &p) != n) {
-		free(der);
-		return 0;
-	}
-	const struct ticket_key *owner = key_of(ssl);
+	unsigned char der[SESSION_DER_MAX], *p = der;
 	pthread_mutex_lock(&resume_lock);
-	if (!server_sessions)
-		server_sessions = xcalloc(SERVER_SESSIONS, sizeof(*server_sessions));
-	struct server_session *e = session_slot(id);
-	if (!owner->retired) {
-		session_clear(e);
-		*e = (struct server_session){owner, {0}, xstrdup(server_name_of(ssl)), der, n};
-		memcpy(e->id, id, SESSION_ID_LEN);
-		der = NULL;
-	}
+	bool live = !owner->retired;
 	pthread_mutex_unlock(&resume_lock);
-	free(der);
+	if (live && wolfSSL_i2d_SSL_SESSION(sess, &p) == n)
+		session_store(owner->ident, id, server_name_of(ssl), der, (size_t)n);
+	explicit_bzero(der, sizeof(der)); /* it holds the master secret */
 	return 0;
 }
 
-/* A session ID the client offers: ours only for the context and name it was made under. */
+/* A session ID the client offers: ours only for the certificate and name it was made under. */
 static WOLFSSL_SESSION *session_get_cb(WOLFSSL *ssl, const unsigned char *id, int id_len, int *copy)
 {
+	const struct ticket_key *owner = key_of(ssl);
 	WOLFSSL_SESSION *sess = NULL;
-	unsigned char *der = NULL;
-	int n = 0;
+	unsigned char der[SESSION_DER_MAX];
 
 	*copy = 0; /* wolfSSL frees what we return */
-	if (id_len != SESSION_ID_LEN)
+	if (!server_sessions || id_len != SESSION_ID_LEN || !owner)
 		return NULL;
 	pthread_mutex_lock(&resume_lock);
-	struct server_session *e = server_sessions ? session_slot(id) : NULL;
-	if (e && e->owner && e->owner == key_of(ssl) && memcmp(e->id, id, SESSION_ID_LEN) == 0 &&
-	    strcmp(e->name, server_name_of(ssl)) == 0) {
-		n = e->der_len;
-		der = xmalloc((size_t)n);
-		memcpy(der, e->der, (size_t)n);
-	}
+	bool live = !owner->retired;
 	pthread_mutex_unlock(&resume_lock);
-	if (der) {
+	size_t n = live ? session_load(owner->ident, id, server_name_of(ssl), der) : 0;
+	if (n > 0) {
 		const unsigned char *p = der;
-		sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, n);
-		explicit_bzero(der, (size_t)n);
-		free(der);
+		sess = wolfSSL_d2i_SSL_SESSION(NULL, &p, (long)n);
 	}
+	explicit_bzero(der, sizeof(der));
 	return sess;
 }
 
@@ -1168,7 +1225,9 @@ static bool resumption_bind(WOLFSSL_CTX *ctx)
 	return true;
 }
 
-/* Retires the context's key and forgets its sessions: nothing made under it resumes again. */
+/* Retires the context's key: this process makes and resumes nothing more under it. (Stored
+ * session IDs are keyed by certificate, like tickets: a later generation's context with the
+ * same certificate and name may resume them, as it does their tickets.) */
 static void resumption_unbind(WOLFSSL_CTX *ctx)
 {
 	pthread_mutex_lock(&resume_lock);
@@ -1180,10 +1239,6 @@ static void resumption_unbind(WOLFSSL_CTX *ctx)
 		k->retired = true;
 		k->ctx = NULL;
 	}
-	for (size_t i = 0; k && server_sessions && i < SERVER_SESSIONS; i++) {
-		if (server_sessions[i].owner == k)
-			session_clear(&server_sessions[i]);
-	}
 	pthread_mutex_unlock(&resume_lock);
 }
 
@@ -1191,10 +1246,6 @@ static void resumption_unbind(WOLFSSL_CTX *ctx)
 static void resumption_cleanup(void)
 {
 	pthread_mutex_lock(&resume_lock);
-	for (size_t i = 0; server_sessions && i < SERVER_SESSIONS; i++)
-		session_clear(&server_sessions[i]);
-	free(server_sessions);
-	server_sessions = NULL;
 	while (ticket_keys) {
 		struct ticket_key *k = ticket_keys;
 		ticket_keys = k->next;

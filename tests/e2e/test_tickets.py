@@ -16,6 +16,8 @@ import harness as h
 OPENSSL = "openssl"
 
 VERSIONS = {"tls1.3": ["-tls1_3"], "tls1.2 ticket": ["-tls1_2"]}
+# TLS 1.2 without tickets: resumption by session ID, from livery's instance-wide cache.
+SESSION_ID = {"tls1.2 session id": ["-tls1_2", "-no_ticket"]}
 
 
 def new_key():
@@ -58,7 +60,7 @@ class TicketCase(h.ProxyTestCase):
 
     def handshake(self, livery, version, name="smtp.acme.test", sess_out=None, sess_in=None):
         """One implicit-TLS session through openssl s_client; True when it resumed."""
-        args = VERSIONS[version] + ["-connect", "%s:%d" % (h.HOST, livery.implicit_port), "-ign_eof",
+        args = dict(VERSIONS, **SESSION_ID)[version] + ["-connect", "%s:%d" % (h.HOST, livery.implicit_port), "-ign_eof",
                                     "-servername", name, "-CAfile", self.certs.ca, "-verify_return_error"]
         if sess_out:
             args += ["-sess_out", sess_out]
@@ -191,6 +193,24 @@ class OwnKeys(TicketCase):
         reload(a, 2)
         reused, out = self.handshake(a, "tls1.3", sess_in=f)
         self.assertTrue(reused, "a ticket did not survive the reload:\n%s" % out)
+
+
+class SessionIds(TicketCase):
+    """TLS 1.2 session IDs resume on every worker of an instance (the cache is shared memory),
+    and only for the name they were made for."""
+
+    def test_every_worker_resumes_a_session_id(self):
+        a = self.instance(None, workers=2)
+        version = "tls1.2 session id"
+        f = self.ticket(a, version)
+        # New connections spread over both workers (SO_REUSEPORT hashes each one): with a
+        # cache per worker, about half of these would be full handshakes.
+        for i in range(12):
+            with self.subTest(i=i):
+                reused, out = self.handshake(a, version, sess_in=f)
+                self.assertTrue(reused, "a session ID did not resume (try %d):\n%s" % (i, out))
+        reused, out = self.handshake(a, version, name="mail.globex.test", sess_in=f)
+        self.assertFalse(reused, "a session ID resumed under another tenant's name:\n%s" % out)
 
 
 class ConfigErrors(h.ProxyTestCase):
