@@ -8,8 +8,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 
-/* Decodes into buf (which is wiped by the callers: it may hold a password); -1 when invalid. */
-static long b64_decode(const char *b64, size_t len, unsigned char *buf, size_t cap)
+long sasl_b64_decode(const char *b64, size_t len, unsigned char *buf, size_t cap)
 {
 	word32 n = (word32)cap;
 
@@ -32,7 +31,7 @@ static bool copy_field(const unsigned char *p, size_t n, char *out, size_t cap)
 bool sasl_plain_decode(const char *b64, size_t len, char *user, size_t ucap, char *pass, size_t pcap)
 {
 	unsigned char buf[3 * SASL_FIELD_MAX + 3];
-	long n = b64_decode(b64, len, buf, sizeof(buf));
+	long n = sasl_b64_decode(b64, len, buf, sizeof(buf));
 	bool ok = false;
 
 	const unsigned char *z1 = n > 0 ? memchr(buf, '\0', (size_t)n) : NULL;
@@ -50,7 +49,7 @@ bool sasl_plain_decode(const char *b64, size_t len, char *user, size_t ucap, cha
 bool sasl_login_decode(const char *b64, size_t len, char *out, size_t cap)
 {
 	unsigned char buf[SASL_FIELD_MAX + 3];
-	long n = b64_decode(b64, len, buf, sizeof(buf));
+	long n = sasl_b64_decode(b64, len, buf, sizeof(buf));
 	bool ok = n > 0 && copy_field(buf, (size_t)n, out, cap);
 
 	explicit_bzero(buf, sizeof(buf));

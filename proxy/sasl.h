@@ -23,6 +23,9 @@ bool sasl_plain_encode(const char *user, const char *pass, char *out, size_t cap
 
 /* The base64 of text, NUL-terminated; false when out is too small. */
 bool sasl_b64_encode(const char *text, char *out, size_t cap);
+/* Decodes base64 into buf (callers wipe it: it may hold a password); the decoded length, or -1
+ * when invalid or longer than cap. */
+long sasl_b64_decode(const char *b64, size_t len, unsigned char *buf, size_t cap);
 
 /* auth_domains: true when there are none, or user is "local@domain" with domain one of them
  * (case-insensitively; domains are normalised to lower case by config). */

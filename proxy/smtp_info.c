@@ -6,8 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/coding.h>
+#include "sasl.h"
 
 /* Octets a queue id or user name may hold: printable ASCII but space (records are read by
  * people and by grep; JSON escaping happens elsewhere). */
@@ -61,18 +60,6 @@ bool smtp_info_queue_id(const char *text, char *out, size_t cap)
 	return false;
 }
 
-/* Decodes base64 into buf; the decoded length, or -1. */
-static long decode(const char *b64, size_t len, unsigned char *buf, size_t cap)
-{
-	word32 n = (word32)cap;
-
-	if (len == 0 || len > 4 * (cap / 3))
-		return -1;
-	if (Base64_Decode((const byte *)b64, (word32)len, buf, &n) != 0)
-		return -1;
-	return (long)n;
-}
-
 /* A user name is kept only when it is printable ASCII (spaces allowed): records must not
  * carry control octets, and a name that is not is recorded as unknown. */
 static bool copy_user(const unsigned char *p, size_t n, char *out, size_t cap)
@@ -91,7 +78,7 @@ static bool copy_user(const unsigned char *p, size_t n, char *out, size_t cap)
 bool smtp_info_plain_user(const char *b64, size_t len, char *out, size_t cap)
 {
 	unsigned char buf[1024];
-	long n = decode(b64, len, buf, sizeof(buf));
+	long n = sasl_b64_decode(b64, len, buf, sizeof(buf));
 
 	if (n < 0)
 		return false;
@@ -108,7 +95,7 @@ bool smtp_info_plain_user(const char *b64, size_t len, char *out, size_t cap)
 bool smtp_info_login_user(const char *b64, size_t len, char *out, size_t cap)
 {
 	unsigned char buf[1024];
-	long n = decode(b64, len, buf, sizeof(buf));
+	long n = sasl_b64_decode(b64, len, buf, sizeof(buf));
 
 	return n > 0 && copy_user(buf, (size_t)n, out, cap);
 }
