@@ -10,6 +10,7 @@ Environment (set by ctest, see CMakeLists.txt; the defaults suit a build in <src
 """
 
 import base64
+import calendar
 import json
 import os
 import re
@@ -146,6 +147,24 @@ def certs():
                 if not os.path.isfile(p):
                     raise RuntimeError("livery-certs test-set did not create %s" % p)
     return _certs
+
+
+def not_after(pem):
+    """The first certificate's notAfter in PEM, as a Unix time."""
+    r = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", pem], stdout=subprocess.PIPE,
+                       check=True, timeout=30)
+    text = r.stdout.decode().strip().split("=", 1)[1]
+    return calendar.timegm(time.strptime(text, "%b %d %H:%M:%S %Y %Z"))
+
+
+def days_left_re(pem, since, until=None):
+    """A regex for the whole days left on PEM's certificate as livery counts them (rounded down) at
+    some moment between SINCE and UNTIL (now): the test reads the certificate itself, so neither the
+    seconds that pass nor a clock stepped by the machine's time sync make it depend on the moment."""
+    end = not_after(pem)
+    until = time.time() if until is None else until
+    days = sorted({int((end - t) // 86400) for t in (since, until)})
+    return "(?:%s)" % "|".join(str(d) for d in days)
 
 
 # ---- processes ----
