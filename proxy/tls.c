@@ -26,6 +26,7 @@
 #include <wolfssl/wolfcrypt/hmac.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include "asn1time.h"
 #include "names.h"
 #include "util.h"
 
@@ -280,13 +281,16 @@ static WOLFSSL_X509 *next_pem_cert(const char **pos)
 	                                            WOLFSSL_FILETYPE_PEM);
 }
 
+/* Parsed by asn1time, not wolfSSL_ASN1_TIME_to_tm(): that one shifts the hour by the local DST. */
 static long long asn1_time_unix(const WOLFSSL_ASN1_TIME *t)
 {
-	struct tm tm = {0};
+	WOLFSSL_ASN1_TIME *mt = (WOLFSSL_ASN1_TIME *)t; /* the getters take no const */
+	long long v;
+	int len = mt ? wolfSSL_ASN1_TIME_get_length(mt) : 0;
 
-	if (!t || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS)
+	if (len <= 0 || !asn1time_parse(wolfSSL_ASN1_TIME_get_data(mt), (size_t)len, &v))
 		return 0;
-	return (long long)timegm(&tm);
+	return v;
 }
 
 static void add_name(struct tls_cert_info *ci, const char *name, size_t len)

@@ -163,7 +163,9 @@ def days_left_re(pem, since, until=None):
     seconds that pass nor a clock stepped by the machine's time sync make it depend on the moment."""
     end = not_after(pem)
     until = time.time() if until is None else until
-    days = sorted({int((end - t) // 86400) for t in (since, until)})
+    # livery counts from time(NULL), whole seconds: a check in the second the certificate was
+    # issued has exactly N days left.
+    days = sorted({(end - int(t)) // 86400 for t in (since, until)})
     return "(?:%s)" % "|".join(str(d) for d in days)
 
 

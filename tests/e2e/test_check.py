@@ -111,13 +111,14 @@ class LiveryCheckTest(unittest.TestCase):
         cls.globex = issue(ca, os.path.join(gen, "globex"), ["*.globex.test"], "--rsa")
         cls.expired_unused = issue(ca, os.path.join(gen, "expired-unused"), ["gone.acme.test"], "--expired")
 
-    def run_check(self, text, *args):
+    def run_check(self, text, *args, tz=None):
         d = h.scratch("check")
         path = os.path.join(d, "livery.conf")
         with open(path, "w") as f:
             f.write(text)
+        env = dict(os.environ, TZ=tz) if tz else None
         r = subprocess.run([h.LIVERY_BIN, "check", "-c", path] + list(args), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, env=env)
         return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"), path
 
     def host_section(self, out, hostname):
@@ -141,6 +142,15 @@ class LiveryCheckTest(unittest.TestCase):
         self.assertRegex(s, r"ok    expires \d{4}-\d\d-\d\d, in %s days" % h.days_left_re(self.acme[0], since))
         self.assertIn("(RSA)", self.host_section(out, "*.globex.test"))
         self.assertIn("0 errors, 0 warnings", out)
+        # Certificate times are UTC whatever the zone (wolfSSL's own conversion shifted them by DST).
+        for tz in ("America/New_York", "Australia/Sydney", "Asia/Kolkata"):
+            since = time.time()
+            rc, out_tz, err, _ = self.run_check(config(d, tenants), tz=tz)
+            self.assertEqual(rc, 0, out_tz + err)
+            s_tz = self.host_section(out_tz, "mail.acme.test")
+            self.assertRegex(s_tz, r"in %s days" % h.days_left_re(self.acme[0], since), tz)
+            days = re.compile(r"in \d+ days")
+            self.assertEqual(days.sub("", s_tz), days.sub("", s), tz)
 
     def test_errors_and_warnings(self):
         d = h.scratch("check-bad")

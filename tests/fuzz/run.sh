@@ -9,8 +9,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 seconds=${1:-60}
 out=${FUZZ_BUILD:-$top/build/fuzz}
-targets=(fuzz_cmd fuzz_reply fuzz_data_filter fuzz_names fuzz_sni fuzz_hello fuzz_proxyproto fuzz_sasl)
-sources=("$top/proxy/smtp_proto.c" "$top/proxy/iobuf.c" "$top/proxy/util.c" "$top/proxy/names.c" "$top/proxy/tls.c" "$top/proxy/tls_peek.c" "$top/proxy/proxyproto.c" "$top/proxy/sasl.c" "$top/proxy/ticketkeys.c")
+targets=(fuzz_cmd fuzz_reply fuzz_data_filter fuzz_names fuzz_sni fuzz_hello fuzz_proxyproto fuzz_sasl fuzz_asn1time)
+sources=("$top/proxy/smtp_proto.c" "$top/proxy/iobuf.c" "$top/proxy/util.c" "$top/proxy/names.c" "$top/proxy/tls.c" "$top/proxy/tls_peek.c" "$top/proxy/proxyproto.c" "$top/proxy/sasl.c" "$top/proxy/ticketkeys.c" "$top/proxy/asn1time.c")
 flags=(-std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 	-I"$top/proxy")
 
