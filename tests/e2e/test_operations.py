@@ -9,6 +9,7 @@ LIVERY_E2E_RELOAD_SESSIONS / LIVERY_E2E_RELOADS size the sessions-over-reloads t
 200 sessions over 10 reloads; the issue's full size is 1000 over 50).
 """
 
+import calendar
 import grp
 import os
 import pwd
@@ -518,7 +519,7 @@ class CrashTest(OperationsCase):
         m = STAMP.match(line)
         assert m, line
         t = time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")
-        return time.mktime(t) + float(m.group(1)[19:])
+        return calendar.timegm(t) + float(m.group(1)[19:])
 
     def test_sigkill(self):
         self.check_crash(signal.SIGKILL)
