@@ -27,11 +27,12 @@ static void update_client_timer(struct session *s)
 {
 	unsigned ms = 0;
 
-	if (session_closing(s))
+	/* The PROXY header has one deadline, armed when the wait began (session_proxy_start):
+	 * re-arming it at every byte would let a source that sends one octet a second hold
+	 * the connection for as long as the header is long. */
+	if (session_closing(s) || s->state == SS_PROXY)
 		return;
-	if (s->state == SS_PROXY)
-		ms = s->lcfg->proxy_timeout_ms;
-	else if (s->state == SS_HANDSHAKE)
+	if (s->state == SS_HANDSHAKE)
 		ms = s->srv->cfg->limits.tls_timeout_ms;
 	else if (session_has(s, SF_PAUSED_FOR_LEG))
 		ms = 0; /* we stopped reading the client because the relay does not read: its timer runs */
@@ -674,7 +675,6 @@ void session_start(struct server *srv, const struct listener_cfg *lcfg, uv_strea
 		return;
 	}
 	session_proxy_start(s); /* session_begin once the header names the client */
-	update_client_timer(s);
 }
 
 void session_begin(struct session *s)

@@ -27,6 +27,9 @@ void session_proxy_start(struct session *s)
 		return;
 	}
 	session_enter_state(s, SS_PROXY);
+	/* The whole header must arrive within proxy_timeout: a deadline, not an idle timer (bytes
+	 * that arrive do not re-arm it). */
+	stream_set_timer(s->client, l->proxy_timeout_ms);
 }
 
 static void take_client(struct session *s, const struct proxyproto_header *h)
