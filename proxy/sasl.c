@@ -19,6 +19,28 @@ long sasl_b64_decode(const char *b64, size_t len, unsigned char *buf, size_t cap
 	return (long)n;
 }
 
+static bool b64_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+bool sasl_b64_valid(const char *b64, size_t len)
+{
+	size_t pad = 0;
+
+	if (len == 0 || (len == 1 && b64[0] == '='))
+		return true;
+	if (len % 4 != 0)
+		return false;
+	while (pad < 2 && b64[len - 1 - pad] == '=')
+		pad++;
+	for (size_t i = 0; i < len - pad; i++) {
+		if (!b64_char(b64[i]))
+			return false;
+	}
+	return true;
+}
+
 static bool copy_field(const unsigned char *p, size_t n, char *out, size_t cap)
 {
 	if (n == 0 || n >= cap || n > SASL_FIELD_MAX || memchr(p, '\0', n))

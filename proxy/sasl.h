@@ -27,6 +27,12 @@ bool sasl_b64_encode(const char *text, char *out, size_t cap);
  * when invalid or longer than cap. */
 long sasl_b64_decode(const char *b64, size_t len, unsigned char *buf, size_t cap);
 
+/* Whether a client's SASL response is base64 in form (RFC 4648 alphabet, whole quanta, padding
+ * only at the end), or "=" or empty (a zero-length response, RFC 4954 4). A response that fails
+ * to decode but passes this says nothing a client may be told apart from bad credentials
+ * (535); one that fails this cannot be decoded at all (501). */
+bool sasl_b64_valid(const char *b64, size_t len);
+
 /* auth_domains: true when there are none, or user is "local@domain" with domain one of them
  * (case-insensitively; domains are normalised to lower case by config). */
 bool sasl_domain_allowed(const char *user, char *const *domains, size_t n);

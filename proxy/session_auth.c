@@ -69,18 +69,34 @@ static void verify(struct session *s, const char *password)
 	session_enter_state(s, SS_VERIFY);
 }
 
+/* A response that ends the AUTH without a verdict on a password: 501 for one that is not base64
+ * (wolfSSL's decoder would take some of those, e.g. stopping at a NUL, so the form is checked
+ * first), 535 for one that decodes to no usable credentials (an empty or over-long field, a NUL
+ * in a LOGIN field, another authorization identity): RFC 4954 4 keeps 501 for the former. */
+static void refuse_response(struct session *s, bool base64)
+{
+	if (base64)
+		session_reply(s, 535, "5.7.8 Authentication credentials invalid");
+	else
+		session_reply(s, 501, "5.5.2 Cannot decode the authentication response");
+	session_enter_state(s, SS_COMMAND);
+	session_auth_failed(s);
+}
+
 /* One client response: PLAIN's only one, or LOGIN's user name, then its password. */
 static void step(struct session *s, const char *b64, size_t len)
 {
 	char pass[SASL_FIELD_MAX + 1];
-	bool ok;
+	bool base64 = sasl_b64_valid(b64, len), ok = false;
 
 	if (len == 1 && b64[0] == '*') {
 		session_reply(s, 501, "5.7.0 Authentication cancelled");
 		session_enter_state(s, SS_COMMAND);
 		return;
 	}
-	if (s->sasl_plain)
+	if (!base64)
+		ok = false;
+	else if (s->sasl_plain)
 		ok = sasl_plain_decode(b64, len, s->auth_user, sizeof(s->auth_user), pass, sizeof(pass));
 	else if (s->sasl_responses++ == 0)
 		ok = sasl_login_decode(b64, len, s->auth_user, sizeof(s->auth_user));
@@ -92,9 +108,7 @@ static void step(struct session *s, const char *b64, size_t len)
 	} else if (ok) {
 		verify(s, pass);
 	} else {
-		session_reply(s, 501, "5.5.2 Cannot decode the authentication response");
-		session_enter_state(s, SS_COMMAND);
-		session_auth_failed(s);
+		refuse_response(s, base64);
 	}
 	explicit_bzero(pass, sizeof(pass));
 }

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Hostile cases against the newer features, each a defect found by probing the real binary:
 the PROXY header's deadline (a source that dribbles its header is cut at proxy_timeout, however
-often a byte arrives), ..."""
+often a byte arrives); local AUTH answers a response that is base64 but holds no usable
+credentials with 535 5.7.8 and keeps 501 5.5.2 for one that is not base64 (RFC 4954 4); ..."""
 
 import re
 import socket
 import time
 
+import base64
+
 import harness as h
+import test_local_auth as la
 
 V1_HEADER = b"PROXY TCP4 198.51.100.7 127.0.0.1 51000 587\r\n"
 
@@ -45,6 +49,43 @@ class ProxyDeadlineTest(h.ProxyTestCase):
             self.assertTrue(s.recv(1000).startswith(b"220 "))
         finally:
             s.close()
+
+
+
+def b64(raw):
+    return base64.b64encode(raw).decode()
+
+
+class LocalAuthRepliesTest(la.LocalAuthBase):
+    """RFC 4954 4: 501 is for a response the server cannot base64-decode (or a cancel); a
+    response that decodes but names no valid credentials is an authentication failure, 535."""
+
+    def auth(self, *lines):
+        c = self.starttls_session("smtp.acme.test", auth=False)
+        r = None
+        for line in lines:
+            r = c.cmd(line)
+        c.cmd("QUIT")
+        return r
+
+    def test_decodable_but_invalid_is_535(self):
+        for lines in (("AUTH PLAIN " + b64(b"\0\0" + la.ANN_PW.encode()),),       # empty user
+                      ("AUTH PLAIN =",),                                        # a zero-length response
+                      ("AUTH PLAIN", b64(b"\0" + la.ANN.encode() + b"\0")),     # empty password
+                      ("AUTH PLAIN", b64(b"bob@acme.test\0" + la.ANN.encode() + b"\0" + la.ANN_PW.encode())),
+                      ("AUTH PLAIN " + b64(b"\0" + la.ANN.encode() + b"\0" + la.ANN_PW.encode() + b"\0x"),),
+                      ("AUTH PLAIN " + "QUFB" * 3000,),                         # decodes past any field
+                      ("AUTH LOGIN", ""),                                       # empty user
+                      ("AUTH LOGIN", b64(b"ann\0x")),                            # a NUL in the user
+                      ("AUTH LOGIN " + b64(la.ANN.encode()), "=")):             # empty password
+            self.assertReply(self.auth(*lines), 535, "5.7.8")
+
+    def test_not_base64_is_501(self):
+        for lines in (("AUTH PLAIN !!!!",), ("AUTH PLAIN", "AGFu bkBh"), ("AUTH LOGIN", "YW5"),
+                      ("AUTH LOGIN " + b64(la.ANN.encode()), "cGFz\x00==")):
+            self.assertReply(self.auth(*lines), 501, "5.5.2")
+        self.assertReply(self.auth("AUTH LOGIN", "*"), 501, "5.7.0")
+        self.assertReply(self.auth("AUTH PLAIN " + h.plain_auth(la.ANN, la.ANN_PW)), 235)
 
 
 if __name__ == "__main__":

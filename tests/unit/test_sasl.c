@@ -47,6 +47,22 @@ static void test_login(void **state)
 	assert_false(sasl_login_decode("", 0, out, sizeof(out)));
 }
 
+static void test_b64_valid(void **state)
+{
+	assert_true(sasl_b64_valid("", 0));
+	assert_true(sasl_b64_valid("=", 1)); /* RFC 4954: a zero-length response */
+	assert_true(sasl_b64_valid("AABwdw==", 8));
+	assert_true(sasl_b64_valid("YW5u", 4));
+	assert_true(sasl_b64_valid("a+/9", 4));
+	assert_false(sasl_b64_valid("YW5", 3));
+	assert_false(sasl_b64_valid("!!!!", 4));
+	assert_false(sasl_b64_valid("YW=u", 4));
+	assert_false(sasl_b64_valid("Y===", 4));
+	assert_false(sasl_b64_valid("YW5u\0AAA", 8));
+	assert_false(sasl_b64_valid("*", 1));
+	assert_false(sasl_b64_valid("YW5u YW5u", 9));
+}
+
 static void test_encode_round_trip(void **state)
 {
 	char b64[128], user[64], pass[64];
@@ -80,7 +96,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_plain),
 	        cmocka_unit_test(test_login),
-	        cmocka_unit_test(test_encode_round_trip),
+	        cmocka_unit_test(test_b64_valid), cmocka_unit_test(test_encode_round_trip),
 	        cmocka_unit_test(test_domains),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
