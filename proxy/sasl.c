@@ -21,7 +21,8 @@ long sasl_b64_decode(const char *b64, size_t len, unsigned char *buf, size_t cap
 
 static bool b64_char(char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+	       c == '/';
 }
 
 bool sasl_b64_valid(const char *b64, size_t len)

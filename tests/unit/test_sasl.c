@@ -96,7 +96,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_plain),
 	        cmocka_unit_test(test_login),
-	        cmocka_unit_test(test_b64_valid), cmocka_unit_test(test_encode_round_trip),
+	        cmocka_unit_test(test_b64_valid),
+	        cmocka_unit_test(test_encode_round_trip),
 	        cmocka_unit_test(test_domains),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
