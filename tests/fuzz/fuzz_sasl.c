@@ -1,6 +1,6 @@
 /* fuzz_sasl: the client's SASL PLAIN and LOGIN responses as local authentication decodes them; decoded fields
  * are NUL-terminated, non-empty, bounded and without NUL octets, and re-encoding a PLAIN result decodes to
- * the same. */
+ * the same; what sasl_b64_valid passes is base64 in form. */
 #include <assert.h>
 #include <stdint.h>
 #include <string.h>
@@ -24,5 +24,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (sasl_login_decode(in, size, user, sizeof(user)))
 		assert(user[0] && strlen(user) <= SASL_FIELD_MAX);
+	/* What passes as base64 in form holds no octet outside the alphabet and its padding. */
+	if (sasl_b64_valid(in, size)) {
+		for (size_t i = 0; i < size; i++)
+			assert(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=", in[i]) &&
+			       in[i] != '\0');
+	}
 	return 0;
 }
