@@ -288,26 +288,30 @@ static void up_on_ready(void *owner)
 	session_pump(owner); /* a command waiting for the leg resumes */
 }
 
-/* A pooled leg that fails before the session relayed anything on it (the relay closed it
- * while idle, and we had not read that yet) is replaced once, unseen by the client. */
-static bool replace_borrowed_leg(struct session *s)
+/* A leg that worked (pooled, or set up for this session) and then failed before the session
+ * relayed anything on it, e.g. the relay closed it for idleness while the client was slow to
+ * send MAIL, is dropped unseen by the client, once: the next command that needs the relay
+ * opens another (session_need_upstream), so nothing is opened for a client that sends none. */
+static bool drop_unused_leg(struct session *s)
 {
-	if (!s->lease || !upstream_info(s->up)->reused || upstream_used(s->up) || session_has(s, SF_LEG_REPLACED))
+	const struct upstream_info *i = upstream_info(s->up);
+
+	if (!i->ready || upstream_used(s->up) || session_has(s, SF_LEG_REPLACED))
 		return false;
 	session_set(s, SF_LEG_REPLACED, true);
 	session_set(s, SF_LEG_FAILED, true); /* so the pool does not keep it */
 	session_drop_upstream(s, false);
 	session_set(s, SF_LEG_FAILED, false);
-	log_info("%s: borrowed relay connection failed before use; replacing it", s->id);
-	return session_start_upstream(s, true);
+	log_info("%s: relay connection failed before use; another opens when needed", s->id);
+	return true;
 }
 
 static void up_on_failed(void *owner, const char *why)
 {
 	struct session *s = owner;
 
-	if (replace_borrowed_leg(s)) {
-		session_pump(s); /* the new leg may be a ready pooled one: no on_ready will come */
+	if (drop_unused_leg(s)) {
+		session_pump(s); /* a command waiting for the leg opens the next one */
 		return;
 	}
 	log_warn("%s: relay leg for tenant '%s' failed: %s", s->id, s->tenant->name, why);

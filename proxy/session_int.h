@@ -106,7 +106,7 @@ enum session_flag {
 	SF_QUIT_SENT = 1u << 5,      /* the client's QUIT went to the relay */
 	SF_IP_COUNTED = 1u << 6,     /* the peer is counted in srv->per_ip */
 	SF_UNAUTH_LEG = 1u << 7,     /* the relay leg counts in srv->unauth_legs until AUTH succeeds */
-	SF_LEG_REPLACED = 1u << 8,   /* a borrowed pooled leg failed unused and was replaced (once) */
+	SF_LEG_REPLACED = 1u << 8,   /* a leg that worked failed unused and was dropped (once) */
 };
 
 /* The mail transaction under way, from MAIL to the end of its message; reset at MAIL, RSET,

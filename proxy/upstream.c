@@ -155,6 +155,7 @@ static void remember_session(struct upstream *u)
 static void enter_ready(struct upstream *u)
 {
 	u->info.failure = UPSTREAM_OK;
+	u->info.ready = true;
 	stream_set_timer(u->stream, 0);
 	remember_session(u);
 	log_debug("%s: relay %s ready (%s %s%s)", u->log_id, u->addr_text, stream_tls_version(u->stream),

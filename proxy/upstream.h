@@ -40,6 +40,7 @@ struct upstream_info {
 	char addr[64];      /* the address connected to last ("" before any connect) */
 	bool tls, verified, resumed;
 	bool reused; /* a pooled connection, set up before this session (the timings are its setup's) */
+	bool ready;  /* its setup completed: a later failure is one of a connection that worked */
 	char tls_version[16];
 	char cipher[64];
 	double connect_ms, handshake_ms; /* of the last attempt; 0 where it did not get that far */

@@ -88,5 +88,36 @@ class LocalAuthRepliesTest(la.LocalAuthBase):
         self.assertReply(self.auth("AUTH PLAIN " + h.plain_auth(la.ANN, la.ANN_PW)), 235)
 
 
+class PassthroughIdleLegTest(h.ProxyTestCase):
+    """A passthrough leg opened ahead of AUTH that the relay closes for idleness (after 1 s)
+    before the client's AUTH: AUTH opens another, unseen by the client. A leg that carried the
+    client's AUTH is never reopened (the credential was spent on it): its close is a 421."""
+
+    relay_options = ("--idle-close", "1")
+
+    def test_auth_after_the_relay_closed_the_leg_opened_ahead(self):
+        dropped = self.livery.log().count("failed before use")
+        c = self.starttls_session(auth=False)
+        h.wait_until(lambda: self.livery.log().count("failed before use") > dropped, "the idle close")
+        self.assertReply(c.cmd("AUTH PLAIN " + h.plain_auth()), 235)
+        before = set(self.relay.messages())
+        self.assertReply(c.cmd("MAIL FROM:<slow@acme.test>"), 250)
+        self.assertReply(c.cmd("RCPT TO:<rcpt@example.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(h.dot_stuff(h.SAMPLE_BODY) + b".\r\n")
+        self.assertReply(c.reply(), 250)
+        (m,) = set(self.relay.messages()) - before
+        self.assertEqual(self.relay.msg_data(m), h.dot_stuff(h.SAMPLE_BODY))
+        self.assertReply(c.cmd("QUIT"), 221)
+
+    def test_close_after_auth_is_reported(self):
+        lost = self.livery.log().count("relay leg for tenant")
+        c = self.starttls_session(auth=False)
+        self.assertReply(c.cmd("AUTH PLAIN " + h.plain_auth()), 235)
+        h.wait_until(lambda: self.livery.log().count("relay leg for tenant") > lost, "the relay's idle close")
+        self.assertReply(c.cmd("MAIL FROM:<late@acme.test>"), 421)
+        c.read_eof()
+
+
 if __name__ == "__main__":
     h.main()

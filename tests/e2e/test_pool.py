@@ -149,6 +149,19 @@ class IdleCloseTest(PoolBase):
             self.relay.wait_closed(n)
         h.wait_until(lambda: "dropped while idle" in self.livery.log(), "livery to notice")
 
+    def test_slow_client_after_the_relay_closed_its_connection(self):
+        """The relay closes the session's own connection while the client thinks between AUTH
+        and MAIL: another opens at MAIL, unseen by the client."""
+        for i in range(2):
+            dropped = self.livery.log().count("failed before use")
+            c = self.open_session()
+            h.wait_until(lambda: self.livery.log().count("failed before use") > dropped,
+                         "the relay to close the session's connection")
+            self.send_one(c, "slow%d@acme.test" % i)
+            self.quit(c)
+            (n,) = self.conn_of("slow%d@acme.test" % i)
+            self.assertEqual(self.relay.msg_data(self.relay.messages()[-1]), h.dot_stuff(h.SAMPLE_BODY))
+
 
 class PrewarmTest(PoolBase):
     pool_extra = ("min_idle = 2;", "max_idle = 2;")
