@@ -126,12 +126,7 @@ void session_local_auth_start(struct session *s, const struct smtp_auth_arg *a)
 
 bool session_local_auth_input(struct session *s)
 {
-	if (s->line_len + 2 > SMTP_AUTH_LINE_MAX) {
-		session_reply(s, 500, "5.5.6 Line too long");
-		session_enter_state(s, SS_COMMAND);
-	} else {
-		step(s, s->line, s->line_len);
-	}
+	step(s, s->line, s->line_len); /* never over SMTP_AUTH_LINE_MAX: take_line closed then */
 	explicit_bzero(s->line, s->line_len);
 	free(s->line);
 	s->line = NULL;

@@ -341,26 +341,24 @@ static const struct session_cmd_entry commands[] = {
 
 /* ---- input per state ---- */
 
-static bool line_too_long(struct session *s, size_t max)
-{
-	if (iobuf_avail(&s->in) <= max)
-		return false;
-	session_reply(s, 500, "5.5.6 Line too long");
-	session_flush_local(s);
-	session_close(s, SE_PROTOCOL, "line too long");
-	return true;
-}
-
-/* Takes the next complete line out of the input into s->line; false when none is there. */
+/* Takes the next complete line out of the input into s->line; false when none is there. A
+ * line over max octets (with its CRLF), whole or still arriving, ends the session with 500
+ * 5.5.6 whichever way it was cut into reads (the remainder would be read as commands). */
 static bool take_line(struct session *s, size_t max)
 {
 	size_t n = iobuf_line_len(&s->in);
+	size_t len = n ? smtp_line_strip(iobuf_peek(&s->in), n) : 0;
 
-	if (n == 0) {
-		line_too_long(s, max);
+	/* Still arriving: max octets without a LF can only end over max. */
+	if (n ? len + 2 > max : iobuf_avail(&s->in) >= max) {
+		session_reply(s, 500, "5.5.6 Line too long");
+		session_flush_local(s);
+		session_close(s, SE_PROTOCOL, "line too long");
 		return false;
 	}
-	s->line_len = smtp_line_strip(iobuf_peek(&s->in), n);
+	if (n == 0)
+		return false;
+	s->line_len = len;
 	s->line = xstrndup(iobuf_peek(&s->in), s->line_len);
 	iobuf_consume(&s->in, n);
 	return true;
@@ -416,17 +414,16 @@ bool session_input_command(struct session *s)
 	return within_bad_command_cap(s);
 }
 
-/* After a 334 the client's next line is a SASL response, forwarded as it is. One that is
- * too long, or holds a NUL or CR (never base64), cancels the exchange at the relay with "*"
- * (RFC 4954 4): the relay's answer to that ends the AUTH, and ours says why. */
+/* After a 334 the client's next line is a SASL response, forwarded as it is. One that holds a
+ * NUL or CR (never base64) cancels the exchange at the relay with "*" (RFC 4954 4): the
+ * relay's answer to that ends the AUTH, and ours says why. */
 bool session_input_auth(struct session *s)
 {
 	if (!take_line(s, SMTP_AUTH_LINE_MAX))
 		return false;
 	if (session_local(s))
 		return session_local_auth_input(s);
-	bool too_long = s->line_len + 2 > SMTP_AUTH_LINE_MAX;
-	bool bad = too_long || memchr(s->line, '\0', s->line_len) || memchr(s->line, '\r', s->line_len);
+	bool bad = memchr(s->line, '\0', s->line_len) || memchr(s->line, '\r', s->line_len);
 	if (!bad)
 		sasl_response(s, s->line, s->line_len);
 	if (bad || !domain_allowed(s)) {
@@ -436,8 +433,7 @@ bool session_input_auth(struct session *s)
 		session_expect_relay(s, SMTP_AUTH, SP_SILENT);
 		if (!bad)
 			log_info("%s: AUTH refused: login name outside the tenant's auth_domains", s->id);
-		session_reply(s, bad ? 500 : 535,
-		              too_long ? "5.5.6 Line too long" : bad ? "5.5.2 Syntax error" : "5.7.8 Authentication credentials invalid");
+		session_reply(s, bad ? 500 : 535, bad ? "5.5.2 Syntax error" : "5.7.8 Authentication credentials invalid");
 	} else {
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
 	}

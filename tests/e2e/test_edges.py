@@ -51,18 +51,33 @@ class Edges(h.ProxyTestCase):
 
     # -- AUTH --
 
-    def test_sasl_response_over_long_is_cancelled(self):
+    def test_sasl_response_over_long_ends_the_session(self):
+        """A SASL response over the 12288-octet AUTH allowance gets 500 5.5.6 and the session
+        ends, whether the line came whole or in pieces; the relay never sees its content."""
+        conns = self.relay.connections()
+        for piece in (None, 1000, 4096, 12287):
+            c = self.starttls_session(auth=False)
+            self.assertReply(c.cmd("AUTH PLAIN"), 334)
+            line = b"A" * 13000 + b"\r\n"
+            if piece is None:
+                c.send(line)  # one TLS record: a complete line
+            else:
+                for i in range(0, len(line), piece):
+                    c.send(line[i:i + piece])
+            self.assertReply(c.reply(), 500, "5.5.6")
+            c.read_eof()
+        raw = self.relay_raw_since(conns)
+        self.assertNotIn(b"AAAAAAAAAA", raw)
+
+    def test_sasl_response_at_the_allowance_is_relayed(self):
         conns = self.relay.connections()
         c = self.starttls_session(auth=False)
         self.assertReply(c.cmd("AUTH PLAIN"), 334)
-        # Over the 12288-octet AUTH allowance, within one TLS record (so one complete line).
-        self.assertReply(c.cmd("A" * 13000), 500, "5.5.6")
-        # The exchange was cancelled at the relay with "*"; the session goes on.
+        c.send(b"B" * 12286 + b"\r\n")  # 12288 octets with the CRLF: the relay's verdict
+        self.assertReply(c.reply(), 501, "5.5.2")
         self.assertReply(c.cmd("AUTH PLAIN " + h.plain_auth()), 235)
         self.assertReply(c.cmd("QUIT"), 221)
-        raw = self.relay_raw_since(conns)
-        self.assertIn(b"AUTH PLAIN\r\n*\r\n", raw)
-        self.assertNotIn(b"AAAAAAAAAA", raw)
+        self.assertIn(b"B" * 12286 + b"\r\n", self.relay_raw_since(conns))
 
     def test_sasl_response_with_nul_is_cancelled(self):
         conns = self.relay.connections()
