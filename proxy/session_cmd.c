@@ -433,7 +433,8 @@ bool session_input_auth(struct session *s)
 		session_expect_relay(s, SMTP_AUTH, SP_SILENT);
 		if (!bad)
 			log_info("%s: AUTH refused: login name outside the tenant's auth_domains", s->id);
-		session_reply(s, bad ? 500 : 535, bad ? "5.5.2 Syntax error" : "5.7.8 Authentication credentials invalid");
+		session_reply(s, bad ? 500 : 535,
+		              bad ? "5.5.2 Syntax error" : "5.7.8 Authentication credentials invalid");
 	} else {
 		session_relay_line(s, s->line, s->line_len, SMTP_AUTH);
 	}
