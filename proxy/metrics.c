@@ -432,9 +432,11 @@ void metrics_relay_leg(struct metrics *m, const struct tenant_cfg *t, const stru
 		return;
 	counter *row = rrow(m, t->region);
 	size_t leg = i->failure != UPSTREAM_OK ? (size_t)i->failure : i->tls ? 0 : NLEG - 1;
-	add(&row[R_LEG + leg], 1);
 	add(&row[R_RELAY_IN], i->bytes_in);
 	add(&row[R_RELAY_OUT], i->bytes_out);
+	if (i->reused)
+		return; /* the connection and its setup were counted by the session that opened it */
+	add(&row[R_LEG + leg], 1);
 	if (!i->tls)
 		return;
 	add(&row[i->resumed ? R_RESUMED : R_FULL], 1);

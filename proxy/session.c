@@ -176,8 +176,7 @@ void session_drop_upstream(struct session *s, bool quit)
 	unauth_leg_release(s);
 	if (s->up) {
 		s->relay = *upstream_info(s->up); /* for the records, after the leg is gone */
-		if (!s->relay.reused) /* a pooled leg was counted by the session that opened it */
-			metrics_relay_leg(s->srv->metrics, s->tenant, &s->relay);
+		metrics_relay_leg(s->srv->metrics, s->tenant, &s->relay);
 		if (s->lease)
 			return_lease(s);
 		else

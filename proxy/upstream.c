@@ -44,6 +44,7 @@ struct upstream {
 	struct smtp_caps caps;
 	char addr_text[64];
 	struct upstream_info info;
+	uint64_t base_in, base_out; /* the stream's byte counts at the last rebind: info's start there */
 	uint64_t t_attempt, t_tls; /* uv_hrtime() at the last connect and TLS start */
 	char session_key[384];
 	char *log_id;
@@ -427,8 +428,8 @@ static void note_bytes(struct upstream *u)
 {
 	if (!u->stream)
 		return;
-	u->info.bytes_in = stream_bytes_in(u->stream);
-	u->info.bytes_out = stream_bytes_out(u->stream);
+	u->info.bytes_in = stream_bytes_in(u->stream) - u->base_in;
+	u->info.bytes_out = stream_bytes_out(u->stream) - u->base_out;
 }
 
 static void drop_stream(struct upstream *u)
@@ -697,6 +698,13 @@ void upstream_rebind(struct upstream *u, const struct upstream_ops *ops, void *o
 	free(u->log_id);
 	u->log_id = xstrdup(log_id);
 	u->used = false;
+	/* A pooled connection's bytes are counted per holder: each session's record and metrics
+	 * get its own, the pool's RSETs between them go to nobody. */
+	if (u->stream) {
+		u->base_in = stream_bytes_in(u->stream);
+		u->base_out = stream_bytes_out(u->stream);
+	}
+	note_bytes(u);
 }
 
 bool upstream_used(const struct upstream *u)

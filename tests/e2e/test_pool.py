@@ -82,6 +82,32 @@ class PoolTest(PoolBase):
         h.wait_until(lambda: [r for r in h.records(self.livery.log()) if r["record"] == "session" and
                               r.get("relay") and r["relay"]["pooled"]], "a session record that says pooled")
 
+    def test_records_count_each_sessions_own_relay_bytes(self):
+        """A pooled session's record (and the relay byte metrics) count the bytes of that
+        session on the connection, not the connection's since it was opened."""
+        sent = {}
+        for i in range(3):
+            sender = "bytes%d@acme.test" % i
+            c = self.open_session()
+            self.send_one(c, sender)
+            self.quit(c)
+            sent[sender] = len(b"MAIL FROM:<%s>\r\nRCPT TO:<rcpt@example.test>\r\nDATA\r\n" % sender.encode()
+                               + h.dot_stuff(h.SAMPLE_BODY) + b".\r\n")
+        pooled = 0
+        for sender, want in sent.items():
+            recs = h.wait_until(lambda: self.session_of(sender), "the records of %s" % sender)
+            if recs["relay"]["pooled"]:
+                pooled += 1
+                self.assertEqual(recs["relay"]["bytes_out"], want, recs)
+                self.assertGreater(recs["relay"]["bytes_in"], 0, recs)
+        self.assertGreaterEqual(pooled, 2)
+
+    def session_of(self, sender):
+        recs = h.records(self.livery.log())
+        msg = [r for r in recs if r["record"] == "message" and r.get("sender") == sender]
+        ses = [r for r in recs if msg and r["record"] == "session" and r["session"] == msg[0]["session"]]
+        return ses[0] if ses else None
+
     def test_quit_pipelined_after_the_data_waits_for_the_verdict(self):
         c = self.open_session()
         c.send("MAIL FROM:<piped@acme.test>\r\nRCPT TO:<rcpt@example.test>\r\nDATA\r\n")
