@@ -112,7 +112,8 @@ static bool write_atomic(const char *path, const char *data, size_t len, mode_t 
 /* A whole small file (certificates and keys are a few KB), or NULL. */
 static char *read_small(const char *path, size_t *len)
 {
-	FILE *f = fopen(path, "re");
+	const char *why;
+	FILE *f = util_fopen_regular(path, &why);
 	char *buf = xmalloc(65536);
 
 	*len = f ? fread(buf, 1, 65536, f) : 0;

@@ -333,13 +333,14 @@ static bool load_clients(struct certstore *cs, char *err, size_t errlen)
 static bool read_ticket_keys(const char *path, struct ticketkeys *keys, char *why, size_t whylen)
 {
 	char buf[TICKET_KEY_FILE_MAX + 1], msg[256];
-	FILE *f = fopen(path, "re");
+	const char *cause = NULL;
+	FILE *f = util_fopen_regular(path, &cause);
 	size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
 	int line = 0;
 	bool ok = false;
 
 	if (!f || ferror(f))
-		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+		snprintf(why, whylen, "cannot read %s: %s", path, cause ? cause : strerror(errno));
 	else if (n > TICKET_KEY_FILE_MAX)
 		snprintf(why, whylen, "%s: larger than %d bytes: not a key file", path, TICKET_KEY_FILE_MAX);
 	else if (!ticketkeys_parse(buf, n, keys, &line, msg, sizeof(msg)) && line > 0)

@@ -800,10 +800,11 @@ static bool parse_limits(struct parse *p, const config_t *lc)
 
 /* ---- authentication and the relay pool (issue 12) ---- */
 
-/* Reads a whole small file; NULL (errno set) when it cannot be read or is larger than max. */
-static char *read_small_file(const char *path, size_t max, size_t *len)
+/* Reads a whole small file; NULL with the reason in *why when it cannot be read or is larger
+ * than max. */
+static char *read_small_file(const char *path, size_t max, size_t *len, const char **why)
 {
-	FILE *f = fopen(path, "re");
+	FILE *f = util_fopen_regular(path, why);
 	char *buf = f ? xcalloc(1, max + 1) : NULL;
 
 	if (!f)
@@ -814,7 +815,7 @@ static char *read_small_file(const char *path, size_t max, size_t *len)
 	if (bad) {
 		explicit_bzero(buf, max + 1);
 		free(buf);
-		errno = *len > max ? EFBIG : EIO;
+		*why = strerror(*len > max ? EFBIG : EIO);
 		return NULL;
 	}
 	return buf;
@@ -824,12 +825,13 @@ static char *read_small_file(const char *path, size_t max, size_t *len)
 static bool load_users(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
 {
 	size_t len = 0;
-	char *text = read_small_file(t->auth.users_file, (size_t)16 << 20, &len);
+	const char *cause;
+	char *text = read_small_file(t->auth.users_file, (size_t)16 << 20, &len, &cause);
 	char why[300];
 
 	if (!text)
 		return fail(p, config_setting_get_member(g, "users_file"), "cannot read users_file %s: %s",
-		            t->auth.users_file, strerror(errno));
+		            t->auth.users_file, cause);
 	t->auth.users = users_parse(text, len, why, sizeof(why));
 	free(text);
 	if (!t->auth.users && !p->failed) {
@@ -844,11 +846,11 @@ static bool load_relay_password(struct parse *p, const config_setting_t *g, stru
 {
 	const config_setting_t *s = config_setting_get_member(g, "relay_password_file");
 	size_t len = 0;
-	char *text = read_small_file(t->auth.relay_password_file, 4096, &len);
+	const char *cause;
+	char *text = read_small_file(t->auth.relay_password_file, 4096, &len, &cause);
 
 	if (!text)
-		return fail(p, s, "cannot read relay_password_file %s: %s", t->auth.relay_password_file,
-		            strerror(errno));
+		return fail(p, s, "cannot read relay_password_file %s: %s", t->auth.relay_password_file, cause);
 	text[strcspn(text, "\r\n")] = '\0';
 	t->auth.relay_password = text;
 	if (!text[0])

@@ -110,13 +110,14 @@ static void set_err(char *err, size_t errlen, const char *what, const char *path
 /* wolfSSL says little about a file it cannot open: check that first, with errno's words. */
 static bool readable(const char *path, const char *what, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
+	const char *why;
+	FILE *f = util_fopen_regular(path, &why);
 
 	if (f) {
 		fclose(f);
 		return true;
 	}
-	snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+	snprintf(err, errlen, "cannot read %s %s: %s", what, path, why);
 	return false;
 }
 
@@ -251,12 +252,13 @@ static const char pem_end[] = "-----END CERTIFICATE-----";
 /* The whole file, NUL-terminated; NULL with errno's words in err. */
 static char *read_small_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
+	const char *why = NULL;
+	FILE *f = util_fopen_regular(path, &why);
 	char *buf = xmalloc(PEM_FILE_MAX + 1);
 
 	*len = f ? fread(buf, 1, PEM_FILE_MAX, f) : 0;
 	if (!f || ferror(f)) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "cannot read %s: %s", path, why ? why : strerror(errno));
 		if (f)
 			fclose(f);
 		free(buf);

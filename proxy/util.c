@@ -1,12 +1,18 @@
-/* util: allocation wrappers that abort on failure; out of memory is not a recoverable state here. */
+/* util: allocation wrappers that abort on failure (out of memory is not a recoverable state here), and the
+ * opening of files the configuration names. */
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void *check(void *p)
 {
@@ -67,6 +73,33 @@ uint64_t util_random_seed(void)
 	uint64_t seed;
 
 	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		seed = (uint64_t)(uintptr_t)&seed ^ 0x9e3779b97f4a7c15ULL; /* no entropy yet: at least not 0 */
+		seed = (uint64_t)(uintptr_t)&seed ^
+		       0x9e3779b97f4a7c15ULL; /* no entropy yet: at least not 0 */
 	return seed;
+}
+
+/* O_NONBLOCK: opening a FIFO for reading would wait for a writer; fstat then refuses it. */
+FILE *util_fopen_regular(const char *path, const char **why)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0) {
+		*why = strerror(errno);
+		return NULL;
+	}
+	bool stat_ok = fstat(fd, &st) == 0;
+	if (!stat_ok || !S_ISREG(st.st_mode)) {
+		*why = !stat_ok              ? strerror(errno)
+		       : S_ISDIR(st.st_mode) ? strerror(EISDIR)
+		                             : "not a regular file";
+		close(fd);
+		return NULL;
+	}
+	FILE *f = fcntl(fd, F_SETFL, 0) == 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		*why = strerror(errno);
+		close(fd);
+	}
+	return f;
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define ARRAY_LEN(a)                    (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -20,5 +21,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * purpose. */
 void *xmmap_shared(size_t len);
 uint64_t util_random_seed(void);
+/* Opens a file named in the configuration for reading, only when it is a regular file (after
+ * symbolic links): a FIFO, a device or a socket named by mistake would block the master in
+ * open(2) or read(2), or never end. NULL with the reason, for "cannot read X: why", in *why. */
+FILE *util_fopen_regular(const char *path, const char **why);
 
 #endif
