@@ -2,15 +2,23 @@
 """Hostile cases of the second probing round, each a defect found against the real binary:
 a file the configuration names that is not a regular file (a FIFO, a device) is refused with
 "not a regular file" by `livery --check`, `livery check` and a reload, instead of blocking the
-master in open(2) for ever (a reload then hung, and SIGTERM no longer stopped livery); ..."""
+master in open(2) for ever (a reload then hung, and SIGTERM no longer stopped livery); the
+admin listener cuts a request that is not read and answered within 10 s (a client sending a
+byte now and then held a connection for ever, and 16 such per worker shut /healthz out) and
+holds at most 4 connections per client address; a request with two Authorization headers is
+refused whatever they hold (the first one decided)."""
 
 import os
 import re
+import select
 import signal
-import subprocess
+import socket
 
 import harness as h
 import test_local_auth as la
+from test_metrics import AdminLivery
+
+TOKEN = "adm1n-t0ken"
 
 
 class NotRegularFileTest(h.ProxyTestCase):
@@ -66,6 +74,85 @@ class NotRegularFileTest(h.ProxyTestCase):
             with open(self.livery.config_path, "w") as f:
                 f.write(good)
 
+
+def http_raw(port, request, source=None):
+    """What the admin listener answers to request (bytes) before it closes the connection."""
+    s = socket.create_connection((h.HOST, port), timeout=h.TIMEOUT, source_address=(source, 0) if source else None)
+    try:
+        s.sendall(request)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+    finally:
+        s.close()
+
+
+def get(path, *headers):
+    return b"GET %s HTTP/1.1\r\nHost: livery\r\n%sConnection: close\r\n\r\n" % (
+        path.encode(), b"".join(x + b"\r\n" for x in headers))
+
+
+class AdminHostileTest(h.ProxyTestCase):
+    livery_class = AdminLivery
+    livery_config = {"top": ['admin_token = "%s";' % TOKEN, "workers = 2;"]}
+
+    def status(self, request, source=None):
+        out = http_raw(self.livery.admin_port, request, source)
+        return int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else out
+
+    def test_two_authorization_headers_are_refused(self):
+        good, bad = b"Authorization: Bearer " + TOKEN.encode(), b"Authorization: Bearer wrong"
+        self.assertEqual(self.status(get("/healthz", good)), 200)
+        self.assertEqual(self.status(get("/healthz", good, bad)), 401)
+        self.assertEqual(self.status(get("/healthz", bad, good)), 401)
+        self.assertEqual(self.status(get("/healthz", good, good)), 401)
+
+    def test_a_dribbled_request_is_cut(self):
+        s = socket.create_connection((h.HOST, self.livery.admin_port), timeout=h.TIMEOUT)
+        got = None
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: livery\r\nX-Pad: ")
+            # A byte every half second, well within the idle timeout, for at most 30 s.
+            for _ in range(60):
+                if select.select([s], [], [], 0.5)[0]:
+                    got = s.recv(1000)
+                    break
+                s.send(b"a")
+        except OSError:
+            got = b""
+        finally:
+            s.close()
+        self.assertEqual(got, b"", "a request dribbled for 30 s was still being read")
+        self.assertEqual(self.status(get("/healthz", b"Authorization: Bearer " + TOKEN.encode())), 200)
+
+    def test_one_address_cannot_take_every_connection(self):
+        """20 connections from 127.0.0.2 that keep sending header lines: the 2 workers keep 4
+        each and close the others at once, so 127.0.0.1 is served."""
+        held = [socket.create_connection((h.HOST, self.livery.admin_port), timeout=h.TIMEOUT,
+                                         source_address=("127.0.0.2", 0)) for _ in range(20)]
+        try:
+            closed = set()
+            for _ in range(60):  # at most 30 s; a header line every half second
+                for i, c in enumerate(held):
+                    if i in closed:
+                        continue
+                    try:
+                        c.send(b"GET /healthz HTTP/1.1\r\n" if _ == 0 else b"X-Pad: a\r\n")
+                        if select.select([c], [], [], 0)[0] and c.recv(1000) == b"":
+                            closed.add(i)
+                    except OSError:
+                        closed.add(i)
+                if len(closed) >= 12:
+                    break
+                select.select([], [], [], 0.5)
+            self.assertGreaterEqual(len(closed), 12, "one address held more than 4 connections per worker")
+            self.assertEqual(self.status(get("/healthz", b"Authorization: Bearer " + TOKEN.encode())), 200)
+        finally:
+            for c in held:
+                c.close()
 
 if __name__ == "__main__":
     h.main()
