@@ -237,27 +237,56 @@ static json_t *message_json(const struct records_message *r, const char *ts)
 
 #define OR_DASH(s) ((s) && (s)[0] ? (s) : "-")
 
+/* A value a client or relay chose, fit for one text line: control octets (a terminal escape,
+ * a bare CR), DEL, '\\' and '"' are written \xHH, and so is a space when the value is not
+ * between quotes, so a sender such as "a end=quit"@x cannot add a field of its own. */
+static char *text_value(const char *s, bool quoted)
+{
+	size_t n = 0, len = s ? strlen(s) : 0;
+	char *out = xmalloc(len * 4 + 1);
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c == 0x7f || c == '\\' || c == '"' || (c == ' ' && !quoted))
+			n += (size_t)sprintf(out + n, "\\x%02x", c);
+		else
+			out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return out;
+}
+
 static char *session_text(const struct records_session *r, const char *ts)
 {
 	const struct upstream_info *u = r->relay;
+	char *user = text_value(r->user, false), *detail = text_value(r->detail, true);
+	char *line = xasprintf(
+	        "%s session %s end=%s client=%s listener=%s sni=%s tenant=%s tls=%s%s%s user=%s "
+	        "messages=%u in=%llu out=%llu duration_ms=%.0f relay=%s relay_tls=%s verified=%s "
+	        "(%s)",
+	        ts, r->id, r->end, r->client, r->listener, OR_DASH(r->sni), r->tenant,
+	        OR_DASH(r->tls_version), r->cipher ? "/" : "", r->cipher ? r->cipher : "", OR_DASH(user),
+	        r->messages, (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+	        r->duration_ms, u ? OR_DASH(u->addr) : "-", u && u->tls ? u->tls_version : "-",
+	        u && u->tls && u->verified ? "yes" : "no", detail);
 
-	return xasprintf("%s session %s end=%s client=%s listener=%s sni=%s tenant=%s tls=%s%s%s user=%s "
-	                 "messages=%u in=%llu out=%llu duration_ms=%.0f relay=%s relay_tls=%s verified=%s "
-	                 "(%s)",
-	                 ts, r->id, r->end, r->client, r->listener, OR_DASH(r->sni), r->tenant,
-	                 OR_DASH(r->tls_version), r->cipher ? "/" : "", r->cipher ? r->cipher : "",
-	                 OR_DASH(r->user), r->messages, (unsigned long long)r->bytes_in,
-	                 (unsigned long long)r->bytes_out, r->duration_ms, u ? OR_DASH(u->addr) : "-",
-	                 u && u->tls ? u->tls_version : "-", u && u->tls && u->verified ? "yes" : "no",
-	                 r->detail);
+	free(user);
+	free(detail);
+	return line;
 }
 
 static char *message_text(const struct records_message *r, const char *ts)
 {
-	return xasprintf("%s message %s sender=%s recipients=%u size=%llu code=%d by=%s queue_id=%s limit=%s "
-	                 "reply=\"%s\"",
-	                 ts, r->session, OR_DASH(r->sender), r->rcpts, (unsigned long long)r->size, r->code,
-	                 r->by, OR_DASH(r->queue_id), OR_DASH(r->limit), r->reply ? r->reply : "");
+	char *sender = text_value(r->sender, false), *reply = text_value(r->reply, true);
+	char *line = xasprintf(
+	        "%s message %s sender=%s recipients=%u size=%llu code=%d by=%s queue_id=%s limit=%s "
+	        "reply=\"%s\"",
+	        ts, r->session, OR_DASH(sender), r->rcpts, (unsigned long long)r->size, r->code, r->by,
+	        OR_DASH(r->queue_id), OR_DASH(r->limit), reply);
+
+	free(sender);
+	free(reply);
+	return line;
 }
 
 void records_session(const struct records_session *r)

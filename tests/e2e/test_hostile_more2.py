@@ -6,7 +6,9 @@ master in open(2) for ever (a reload then hung, and SIGTERM no longer stopped li
 admin listener cuts a request that is not read and answered within 10 s (a client sending a
 byte now and then held a connection for ever, and 16 such per worker shut /healthz out) and
 holds at most 4 connections per client address; a request with two Authorization headers is
-refused whatever they hold (the first one decided)."""
+refused whatever they hold (the first one decided); with log_format = "text", a sender, user
+or reply is escaped (a sender's terminal escape or bare CR went to the line as is, and a
+quoted local part with spaces could add fields of its own)."""
 
 import os
 import re
@@ -153,6 +155,31 @@ class AdminHostileTest(h.ProxyTestCase):
         finally:
             for c in held:
                 c.close()
+
+class TextRecordsTest(h.ProxyTestCase):
+    livery_config = {"top_extra": ['log_format = "text";']}
+
+    def test_hostile_sender_stays_one_field(self):
+        c = self.starttls_session()
+        sender = b'"x recipients=9 code=500\x1b[2J\\\x7f"@acme.test'
+        c.send(b"MAIL FROM:<" + sender + b">\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.cmd("RCPT TO:<bob@example.test>"), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertReply(c.cmd("QUIT"), 221)
+        pattern = re.compile(rb"^\S+ message \S+ sender=(\S*) ", re.M)
+        line = h.wait_until(lambda: [l for l in h.read_bytes(self.livery.log_path).split(b"\n")
+                                     if b" message " in l and b"sender=" in l and b"acme.test" in l],
+                            "the message record")[-1]
+        self.assertNotIn(b"\x1b", line)
+        self.assertNotIn(b"\x7f", line)
+        self.assertEqual(line.count(b" recipients="), 1, line)
+        self.assertEqual(line.count(b" code="), 1, line)
+        self.assertEqual(pattern.match(line).group(1),
+                         rb"\x22x\x20recipients=9\x20code=500\x1b[2J\x5c\x7f\x22@acme.test")
+
 
 if __name__ == "__main__":
     h.main()
