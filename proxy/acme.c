@@ -109,24 +109,6 @@ static bool write_atomic(const char *path, const char *data, size_t len, mode_t 
 	return ok;
 }
 
-/* A whole small file (certificates and keys are a few KB), or NULL. */
-static char *read_small(const char *path, size_t *len)
-{
-	const char *why;
-	FILE *f = util_fopen_regular(path, &why);
-	char *buf = xmalloc(65536);
-
-	*len = f ? fread(buf, 1, 65536, f) : 0;
-	if (!f || ferror(f) || *len == 0 || *len == 65536) {
-		if (f)
-			fclose(f);
-		free(buf);
-		return NULL;
-	}
-	fclose(f);
-	return buf;
-}
-
 static void save(struct acme *a)
 {
 	if (!a->cfg || !a->cfg->acme.enabled || !mkdirs(a->cfg->acme.state_dir, 0700))
@@ -158,8 +140,10 @@ static bool install(const struct acme_job *j, struct acme_entry *e, char *why, s
 	why[0] = '\0';
 	for (int i = 0; i < 2 && ok; i++) {
 		size_t len;
-		char *data = read_small(src[i], &len);
-		if (!data)
+		const char *cause;
+		/* Certificates and keys: a few KB. */
+		char *data = util_read_file(src[i], 65535, &len, &cause);
+		if (!data || len == 0)
 			snprintf(why, whylen, "lego left no %s", src[i]);
 		else if (!write_atomic(dst[i], data, len, i == 0 ? 0600 : 0644))
 			snprintf(why, whylen, "cannot write %s: %s", dst[i], strerror(errno));

@@ -800,33 +800,12 @@ static bool parse_limits(struct parse *p, const config_t *lc)
 
 /* ---- authentication and the relay pool (issue 12) ---- */
 
-/* Reads a whole small file; NULL with the reason in *why when it cannot be read or is larger
- * than max. */
-static char *read_small_file(const char *path, size_t max, size_t *len, const char **why)
-{
-	FILE *f = util_fopen_regular(path, why);
-	char *buf = f ? xcalloc(1, max + 1) : NULL;
-
-	if (!f)
-		return NULL;
-	*len = fread(buf, 1, max + 1, f);
-	bool bad = ferror(f) || *len > max;
-	fclose(f);
-	if (bad) {
-		explicit_bzero(buf, max + 1);
-		free(buf);
-		*why = strerror(*len > max ? EFBIG : EIO);
-		return NULL;
-	}
-	return buf;
-}
-
 /* users_file: errors point into the users file itself ("users:3: ..."). */
 static bool load_users(struct parse *p, const config_setting_t *g, struct tenant_cfg *t)
 {
 	size_t len = 0;
 	const char *cause;
-	char *text = read_small_file(t->auth.users_file, (size_t)16 << 20, &len, &cause);
+	char *text = util_read_file(t->auth.users_file, (size_t)16 << 20, &len, &cause);
 	char why[300];
 
 	if (!text)
@@ -847,7 +826,7 @@ static bool load_relay_password(struct parse *p, const config_setting_t *g, stru
 	const config_setting_t *s = config_setting_get_member(g, "relay_password_file");
 	size_t len = 0;
 	const char *cause;
-	char *text = read_small_file(t->auth.relay_password_file, 4096, &len, &cause);
+	char *text = util_read_file(t->auth.relay_password_file, 4096, &len, &cause);
 
 	if (!text)
 		return fail(p, s, "cannot read relay_password_file %s: %s", t->auth.relay_password_file, cause);

@@ -249,26 +249,6 @@ void tls_ctx_free(tls_ctx *ctx)
 static const char pem_begin[] = "-----BEGIN CERTIFICATE-----";
 static const char pem_end[] = "-----END CERTIFICATE-----";
 
-/* The whole file, NUL-terminated; NULL with errno's words in err. */
-static char *read_small_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-	const char *why = NULL;
-	FILE *f = util_fopen_regular(path, &why);
-	char *buf = xmalloc(PEM_FILE_MAX + 1);
-
-	*len = f ? fread(buf, 1, PEM_FILE_MAX, f) : 0;
-	if (!f || ferror(f)) {
-		snprintf(err, errlen, "cannot read %s: %s", path, why ? why : strerror(errno));
-		if (f)
-			fclose(f);
-		free(buf);
-		return NULL;
-	}
-	fclose(f);
-	buf[*len] = '\0';
-	return buf;
-}
-
 /* The certificate whose PEM block starts at or after *pos, advancing *pos past it. */
 static WOLFSSL_X509 *next_pem_cert(const char **pos)
 {
@@ -366,13 +346,16 @@ void tls_cert_info_free(struct tls_cert_info *ci)
 int tls_chain_check(const char *path, char *err, size_t errlen)
 {
 	size_t len;
-	char *buf = read_small_file(path, &len, err, errlen);
+	const char *why;
+	char *buf = util_read_file(path, PEM_FILE_MAX, &len, &why);
 	const char *pos = buf;
 	WOLFSSL_X509 *prev = NULL, *x;
 	int n = 0;
 
-	if (!buf)
+	if (!buf) {
+		snprintf(err, errlen, "cannot read %s: %s", path, why);
 		return -1;
+	}
 	for (; (x = next_pem_cert(&pos)) != NULL; n++) {
 		bool ordered = !prev || wolfSSL_X509_NAME_cmp(wolfSSL_X509_get_issuer_name(prev),
 		                                              wolfSSL_X509_get_subject_name(x)) == 0;

@@ -73,8 +73,8 @@ uint64_t util_random_seed(void)
 	uint64_t seed;
 
 	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		seed = (uint64_t)(uintptr_t)&seed ^
-		       0x9e3779b97f4a7c15ULL; /* no entropy yet: at least not 0 */
+		/* No entropy yet: at least not 0. */
+		seed = (uint64_t)(uintptr_t)&seed ^ 0x9e3779b97f4a7c15ULL;
 	return seed;
 }
 
@@ -102,4 +102,25 @@ FILE *util_fopen_regular(const char *path, const char **why)
 		close(fd);
 	}
 	return f;
+}
+
+char *util_read_file(const char *path, size_t max, size_t *len, const char **why)
+{
+	FILE *f = util_fopen_regular(path, why);
+	char *buf = f ? xmalloc(max + 1) : NULL;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	*len = fread(buf, 1, max + 1, f);
+	bool bad = ferror(f) || *len > max;
+	fclose(f);
+	if (bad) {
+		*why = strerror(*len > max ? EFBIG : EIO);
+		explicit_bzero(buf, *len);
+		free(buf);
+		return NULL;
+	}
+	buf[*len] = '\0';
+	return buf;
 }

@@ -25,5 +25,9 @@ uint64_t util_random_seed(void);
  * symbolic links): a FIFO, a device or a socket named by mistake would block the master in
  * open(2) or read(2), or never end. NULL with the reason, for "cannot read X: why", in *why. */
 FILE *util_fopen_regular(const char *path, const char **why);
+/* The whole of such a file, NUL-terminated, its length in *len; NULL with the reason in *why
+ * when it cannot be read or holds more than max octets (what was read is wiped then: the
+ * file may hold a secret). */
+char *util_read_file(const char *path, size_t max, size_t *len, const char **why);
 
 #endif
