@@ -62,6 +62,36 @@ struct tls_conn {
 	char server_name[256]; /* server side: the SNI host name, lower-cased ("" for none) */
 };
 
+/* Memory for secrets (sessions' master secrets, ticket keys) mapped before the fork and
+ * shared by the master and its workers; NULL when mmap failed (no resumption of that kind
+ * then). Only its maker erases it: a worker that exits must not take the secrets from the
+ * workers still serving. */
+struct shared_secrets {
+	void *mem;
+	size_t len;
+	pid_t owner;
+};
+
+static void *shared_secrets_map(struct shared_secrets *s, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	s->mem = p == MAP_FAILED ? NULL : p;
+	s->len = len;
+	s->owner = getpid();
+	return s->mem;
+}
+
+static void shared_secrets_unmap(struct shared_secrets *s)
+{
+	if (!s->mem)
+		return;
+	if (getpid() == s->owner)
+		explicit_bzero(s->mem, s->len);
+	munmap(s->mem, s->len);
+	s->mem = NULL;
+}
+
 static bool resumption_bind(WOLFSSL_CTX *ctx);
 static void auto_keys_map(void);
 static void sessions_map(void);
@@ -842,7 +872,7 @@ struct ticket_key {
 /* Worker threads share the contexts, and so these. */
 static pthread_mutex_t resume_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct server_session *server_sessions; /* SERVER_SESSIONS slots, shared (see above) */
-static pid_t server_sessions_owner;            /* the process that mapped them (the master) */
+static struct shared_secrets server_sessions_mem;
 static struct ticket_key *ticket_keys;
 
 static struct ticket_key *key_of(WOLFSSL *ssl)
@@ -866,22 +896,13 @@ static struct server_session *session_slot(const unsigned char *id)
 
 static void sessions_map(void)
 {
-	void *p = mmap(NULL, SERVER_SESSIONS * sizeof(struct server_session), PROT_READ | PROT_WRITE,
-	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	server_sessions = p == MAP_FAILED ? NULL : p; /* without it: no session-ID resumption */
-	server_sessions_owner = getpid();
+	server_sessions =
+	        shared_secrets_map(&server_sessions_mem, SERVER_SESSIONS * sizeof(struct server_session));
 }
 
 static void sessions_unmap(void)
 {
-	if (!server_sessions)
-		return;
-	/* Only their maker erases them (they hold master secrets): a worker that exits must
-	 * not take the sessions from the workers still serving. */
-	if (getpid() == server_sessions_owner)
-		explicit_bzero(server_sessions, SERVER_SESSIONS * sizeof(struct server_session));
-	munmap(server_sessions, SERVER_SESSIONS * sizeof(struct server_session));
+	shared_secrets_unmap(&server_sessions_mem);
 	server_sessions = NULL;
 }
 
@@ -1022,26 +1043,16 @@ struct auto_key {
 };
 
 static struct auto_key *auto_keys; /* AUTO_SLOTS, shared by the master and its workers */
-static pid_t auto_keys_owner;      /* the process that mapped them (the master) */
+static struct shared_secrets auto_keys_mem;
 
 static void auto_keys_map(void)
 {
-	void *p = mmap(NULL, AUTO_SLOTS * sizeof(struct auto_key), PROT_READ | PROT_WRITE,
-	               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	auto_keys = p == MAP_FAILED ? NULL : p; /* without it: no tickets, full handshakes */
-	auto_keys_owner = getpid();
+	auto_keys = shared_secrets_map(&auto_keys_mem, AUTO_SLOTS * sizeof(struct auto_key));
 }
 
 static void auto_keys_unmap(void)
 {
-	if (!auto_keys)
-		return;
-	/* Only their maker erases them: a worker that cleans up must not take the keys from
-	 * the workers still serving. */
-	if (getpid() == auto_keys_owner)
-		explicit_bzero(auto_keys, AUTO_SLOTS * sizeof(struct auto_key));
-	munmap(auto_keys, AUTO_SLOTS * sizeof(struct auto_key));
+	shared_secrets_unmap(&auto_keys_mem);
 	auto_keys = NULL;
 }
 
